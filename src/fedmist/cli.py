@@ -1,0 +1,177 @@
+"""``fedmist``: the command line. A thin layer: parse arguments, call the library, turn errors into one line.
+
+Exit codes: 0 success, 1 the job (or command) failed, 2 bad input (manifest, arguments, data paths).
+Heavy modules (torch) are imported inside the commands that need them, so ``fedmist --help`` and manifest
+errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fedmist import __version__
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+def _path_map(items: Sequence[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source or not target:
+            raise UsageError(f"--path-map {item!r}: expected SRC=DST, e.g. /data=./data")
+        mapping[source] = target
+    return mapping
+
+
+def _load_job(args: argparse.Namespace):
+    from fedmist.spec.job import resolve_job
+    from fedmist.spec.load import load_manifests
+
+    bundle = load_manifests([Path(f) for f in args.file], _path_map(args.path_map))
+    for warning in bundle.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return resolve_job(bundle, args.job)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fedmist.launch.local import LocalJob, RunOptions
+
+    job = _load_job(args)
+    workdir = Path(args.workdir) if args.workdir else Path("runs") / job.name
+    options = RunOptions(workdir=workdir, timeout_s=args.timeout, progress=not args.no_progress)
+    return LocalJob(job, options).run()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    job = _load_job(args)
+    params = job.params_for(job.aggregator)
+    print(f"job {job.name}: {params.aggregation_algorithm}, aggregator {job.aggregator.name}, "
+          f"{len(job.trainers)} training workers ({', '.join(t.name for t in job.trainers)}), "
+          f"transmitter {job.transmitter}, model -> {job.model_url}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from fedmist.worker.main import run_worker
+
+    return run_worker("aggregator" if args.role == "aggregate" else "trainer", args.args)
+
+
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from fedmist.data.split import split_dataset
+
+    edges = [int(x) for x in args.edges.split(",") if x.strip()]
+    summary = split_dataset(args.source, args.out, public=args.public, edges=edges, seed=args.seed,
+                            alpha=args.alpha)
+    counts = ", ".join(f"{name} {info['count'] if isinstance(info, dict) else info}"
+                       for name, info in summary.get("splits", summary).items()
+                       if isinstance(info, (dict, int)))
+    print(f"wrote {args.out}: {counts}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from fedmist.data.loaders import load_dataset
+    from fedmist.models.pretrain import pretrain
+    from fedmist.models.weights import save_weights
+
+    torch.set_num_threads(args.threads)
+    images, labels = load_dataset(args.data, "idx")
+    started = time.monotonic()
+
+    def on_epoch(epoch: int, stats: dict) -> None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in stats.items() if isinstance(v, float))
+        print(f"pretrain epoch {epoch}/{args.epochs}: {shown}", file=sys.stderr)
+
+    state = pretrain(images, labels, model=args.model, epochs=args.epochs, seed=args.seed,
+                     cut_layer=args.cut_layer, on_epoch=on_epoch)
+    path = save_weights(state, args.out)
+    print(f"wrote {path} ({len(images)} images, {args.epochs} epochs, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedmist",
+        description="Federated learning between edge devices and a cloud (MistNet and the FedAvg family), "
+                    "from Sedna-style manifests.")
+    parser.add_argument("--version", action="version", version=f"fedmist {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def job_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--file", action="append", required=True, metavar="FILE",
+                       help="manifest file (multi-document YAML); repeat for several files")
+        p.add_argument("--path-map", action="append", default=[], metavar="SRC=DST",
+                       help="re-root host paths in the manifests, e.g. /data=./data (repeatable)")
+        p.add_argument("--job", help="which FederatedLearningJob to use when the files define several")
+
+    run = sub.add_parser("run", help="run a job on this machine (aggregator + one process per training worker)")
+    job_args(run)
+    run.add_argument("--workdir", help="where status.json, logs and state go (default runs/<job name>)")
+    run.add_argument("--timeout", type=float, default=24 * 3600.0, help="fail the job after this many seconds")
+    run.add_argument("--no-progress", action="store_true", help="no live progress, only the final summary")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check manifests and print what would run")
+    job_args(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    worker = sub.add_parser("worker", help="run one worker from the env contract (what a container runs)")
+    worker.add_argument("role", choices=["aggregate", "train"])
+    worker.add_argument("args", nargs=argparse.REMAINDER, help="container args (recorded, not interpreted)")
+    worker.set_defaults(func=cmd_worker)
+
+    data = sub.add_parser("data", help="prepare datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    split = data_sub.add_parser("split", help="split an MNIST-format dataset into public, edge and test sets")
+    split.add_argument("--source", default="/usr/share/datasets/fashion-mnist",
+                       help="folder with train-*/t10k-* IDX files (default: Debian's Fashion-MNIST)")
+    split.add_argument("--out", required=True, help="output folder (public/, edge1/, ..., test/)")
+    split.add_argument("--public", type=int, default=10000, help="images in the public (pretraining) split")
+    split.add_argument("--edges", default="25000,25000", help="images per edge, comma-separated")
+    split.add_argument("--alpha", type=float, default=None, help="Dirichlet alpha for non-IID edges (default IID)")
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(func=cmd_data_split)
+
+    pre = sub.add_parser("pretrain", help="train the full model on the public split; write the pretrained file")
+    pre.add_argument("--data", required=True, help="IDX dataset folder (e.g. the public split)")
+    pre.add_argument("--out", required=True, help="output .pth (or .safetensors) file")
+    pre.add_argument("--model", default="lenet5")
+    pre.add_argument("--epochs", type=int, default=5)
+    pre.add_argument("--cut-layer", type=int, default=3,
+                     help="train the edge features to be informative as noisy bits at this cut (0: plain)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--threads", type=int, default=2)
+    pre.set_defaults(func=cmd_pretrain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from fedmist.spec.errors import ManifestError
+
+    try:
+        return args.func(args)
+    except (ManifestError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Run a whole job on this machine: the aggregator and one OS process per training worker (DESIGN section 7).
+
+Each worker is started exactly as a container would start it (``python -m fedmist worker aggregate|train``
+with the env contract), so what passes here passes in a pod. The launcher only watches: it polls the
+processes and the workers' report files, keeps ``status.json`` current, draws progress, and ends the job.
+It only ever signals processes it started, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from fedmist.atomic import write_json_atomic
+from fedmist.launch.progress import ProgressView
+from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
+from fedmist.spec.job import ResolvedJob, WorkerSpec
+
+POLL_S = 0.1
+GRACE_S = 5.0
+
+
+@dataclass
+class RunOptions:
+    workdir: Path
+    timeout_s: float = 24 * 3600.0
+    progress: bool = True
+    bind_host: str = "127.0.0.1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (the aggregator binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def thread_budget(trainers: int, cores: int | None = None) -> tuple[int, int]:
+    """Torch threads for (aggregator, each trainer): trainers extract side by side while the aggregator
+    waits, and the aggregator trains alone afterwards, so neither phase oversubscribes the cores."""
+    cores = cores or os.cpu_count() or 1
+    return cores, max(1, cores // max(1, trainers))
+
+
+class LocalJob:
+    """One job's processes, reports and status on this machine."""
+
+    def __init__(self, job: ResolvedJob, options: RunOptions) -> None:
+        self.job = job
+        self.options = options
+        self.workdir = options.workdir
+        self.status = JobStatus(job.name)
+        self.token = secrets.token_urlsafe(32)
+        self.port = free_port(options.bind_host)
+        self.workers: list[WorkerSpec] = [job.aggregator, *job.trainers]
+        self.processes = {w.name: ProcessState(w.name, w.role, memory_limit_bytes=w.memory_limit_bytes)
+                          for w in self.workers}
+        self._popen: dict[str, subprocess.Popen] = {}
+        self._psutil: dict[str, psutil.Process] = {}
+        self.reports: dict[str, dict[str, Any]] = {}
+
+    # -- paths -------------------------------------------------------------------------------------------------
+    def report_path(self, name: str) -> Path:
+        return self.workdir / "reports" / f"{name}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run to the end; return 0 only when the job succeeded."""
+        for sub in ("logs", "reports", "state"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (self.workdir / "reports").glob("*.json"):
+            stale.unlink()
+        view = ProgressView(self.job.name, enabled=self.options.progress)
+        deadline = time.monotonic() + self.options.timeout_s
+        try:
+            self._start_all()
+            self.status.transition(RUNNING, "WorkersStarted", f"{len(self.workers)} worker processes started")
+            with view:
+                while not self._finished():
+                    if time.monotonic() > deadline:
+                        self.status.transition(FAILED, "Timeout", f"job exceeded {self.options.timeout_s:g} s")
+                        break
+                    self._poll()
+                    view.update(self.processes, self.reports)
+                    self._write_status()
+                    time.sleep(POLL_S)
+                self._poll()
+                view.update(self.processes, self.reports)
+        except KeyboardInterrupt:
+            self.status.transition(FAILED, "Interrupted", "interrupted by the user")
+        finally:
+            self._stop_all()
+            self._poll()
+            self._write_status()
+        view.summary(self.status.phase, self._status_dict(), self.workdir)
+        return 0 if self.status.phase == SUCCEEDED else 1
+
+    def _start_all(self) -> None:
+        agg_threads, trainer_threads = thread_budget(len(self.job.trainers))
+        for worker in self.workers:
+            threads = agg_threads if worker.role == "aggregator" else trainer_threads
+            env = self._env(worker, threads)
+            command = [sys.executable, "-m", "fedmist", "worker",
+                       "aggregate" if worker.role == "aggregator" else "train", *worker.args]
+            log = open(self.log_path(worker.name), "ab")
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=os.getcwd())
+            log.close()
+            self._popen[worker.name] = proc
+            self.processes[worker.name].pid = proc.pid
+            try:
+                self._psutil[worker.name] = psutil.Process(proc.pid)
+            except psutil.Error:
+                pass
+
+    def _env(self, worker: WorkerSpec, threads: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.job.worker_env(worker, agg_ip=self.options.bind_host, agg_port=self.port))
+        env.update({
+            "AGG_BIND_PORT": str(self.port),
+            "FEDMIST_TOKEN": self.token,
+            "FEDMIST_BIND_HOST": self.options.bind_host,
+            "FEDMIST_STATUS_FILE": str(self.report_path(worker.name)),
+            "FEDMIST_STATE_DIR": str(self.workdir / "state" / worker.name),
+            "FEDMIST_THREADS": str(threads),
+            "OMP_NUM_THREADS": str(threads),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _poll(self) -> None:
+        import json
+
+        for name, proc in self._popen.items():
+            state = self.processes[name]
+            if state.exit_code is None:
+                state.exit_code = proc.poll()
+                ps = self._psutil.get(name)
+                if ps is not None and state.exit_code is None:
+                    try:
+                        state.peak_rss_mb = max(state.peak_rss_mb, round(ps.memory_info().rss / 2**20, 1))
+                    except psutil.Error:
+                        pass
+            try:
+                self.reports[name] = json.loads(self.report_path(name).read_text())
+            except (OSError, ValueError):
+                pass
+
+    def _finished(self) -> bool:
+        """Decide the job's fate from the processes; True once it is decided."""
+        aggregator = self.processes[self.job.aggregator.name]
+        for state in self.processes.values():
+            if state.exit_code not in (None, 0):
+                reason = self.reports.get(state.name, {}).get("error") or self._last_log_line(state.name)
+                self.status.transition(FAILED, "WorkerFailed",
+                                       f"worker {state.name} ({state.role}) exited with code {state.exit_code}: {reason}")
+                return True
+        if aggregator.exit_code == 0:
+            self.status.transition(SUCCEEDED, "JobCompleted", "the aggregator finished and saved the model")
+            return True
+        return False
+
+    def _stop_all(self) -> None:
+        """SIGTERM every still-running process we started, then SIGKILL after a grace period."""
+        running = {n: p for n, p in self._popen.items() if p.poll() is None}
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + GRACE_S
+        for proc in running.values():
+            try:
+                proc.wait(max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _last_log_line(self, name: str) -> str:
+        try:
+            lines = [ln for ln in self.log_path(name).read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return "no log"
+        return lines[-1][:300] if lines else "no output"
+
+    def _status_dict(self) -> dict[str, Any]:
+        return self.status.to_dict(list(self.processes.values()), self.reports)
+
+    def _write_status(self) -> None:
+        write_json_atomic(self.workdir / "status.json", self._status_dict())

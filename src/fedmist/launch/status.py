@@ -1,0 +1,120 @@
+"""``status.json``: the CR-style status of a job (DESIGN section 7), built from the workers' own reports.
+
+Pure functions over plain dicts, so the local launcher and the Kubernetes operator compute the same status
+from the same reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ProcessState:
+    """What the launcher knows of one worker process (the reports say the rest)."""
+
+    name: str
+    role: str
+    pid: int | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    peak_rss_mb: float = 0.0
+    memory_limit_bytes: int | None = None
+
+
+@dataclass
+class JobStatus:
+    """The job-level state machine; ``to_dict`` renders the status document."""
+
+    job: str
+    phase: str = PENDING
+    start_time: str = field(default_factory=now_iso)
+    completion_time: str | None = None
+    conditions: list[dict[str, str]] = field(default_factory=list)
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    def transition(self, phase: str, reason: str, message: str) -> None:
+        """Move to ``phase``; the latest condition of each type is updated in place, not appended again."""
+        if phase == self.phase and self.conditions and self.conditions[-1]["message"] == message:
+            return
+        self.phase = phase
+        condition = {"type": phase, "status": "True", "reason": reason, "message": message,
+                     "lastTransitionTime": now_iso()}
+        self.conditions = [c for c in self.conditions if c["type"] != phase] + [condition]
+        if phase in (SUCCEEDED, FAILED):
+            self.completion_time = now_iso()
+
+    def to_dict(self, processes: list[ProcessState], reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        trainers = [p for p in processes if p.role == "trainer"]
+        aggregator = next((p for p in processes if p.role == "aggregator"), None)
+        agg_report = reports.get(aggregator.name, {}) if aggregator else {}
+        return {
+            "job": self.job,
+            "phase": self.phase,
+            "conditions": self.conditions,
+            "startTime": self.start_time,
+            "completionTime": self.completion_time,
+            "elapsed_s": round(time.monotonic() - self.started_monotonic, 3),
+            "active": sum(1 for p in processes if p.pid is not None and p.exit_code is None),
+            "succeeded": sum(1 for p in processes if p.exit_code == 0),
+            "failed": sum(1 for p in processes if p.exit_code not in (None, 0)),
+            "progress": _progress(agg_report),
+            "aggregator": _worker_entry(aggregator, agg_report, {}) if aggregator else {},
+            "workers": {
+                p.name: _worker_entry(p, reports.get(p.name, {}), agg_report.get("workers", {}).get(p.name, {}))
+                for p in trainers
+            },
+            "metrics": _metrics(agg_report),
+        }
+
+
+def _progress(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("stage", "round", "rounds", "epoch", "epochs")
+    return {k: report[k] for k in keys if k in report}
+
+
+def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggregator: dict[str, Any]) -> dict[str, Any]:
+    """One worker's line: its own report first, the aggregator's view where the worker said nothing."""
+    peak = max(process.peak_rss_mb, float(report.get("peak_rss_mb") or 0.0))
+    limit_mb = round(process.memory_limit_bytes / 2**20, 1) if process.memory_limit_bytes else None
+    entry = {
+        "phase": _worker_phase(process, report),
+        "stage": report.get("stage", seen_by_aggregator.get("phase", "")),
+        "samples": report.get("samples", seen_by_aggregator.get("samples", 0)),
+        "bytes_up": report.get("bytes_up", seen_by_aggregator.get("bytes_up", 0)),
+        "bytes_down": report.get("bytes_down", seen_by_aggregator.get("bytes_down", 0)),
+        "compute_s": report.get("compute_s", seen_by_aggregator.get("compute_s", 0.0)),
+        "peak_rss_mb": peak,
+        "memory_limit_mb": limit_mb,
+        "over_memory_limit": bool(limit_mb and peak > limit_mb),
+        "restarts": process.restarts,
+        "pid": process.pid,
+        "exit_code": process.exit_code,
+    }
+    if report.get("error"):
+        entry["error"] = report["error"]
+    return entry
+
+
+def _worker_phase(process: ProcessState, report: dict[str, Any]) -> str:
+    if process.exit_code is None:
+        return RUNNING if process.pid is not None else PENDING
+    return SUCCEEDED if process.exit_code == 0 else FAILED
+
+
+def _metrics(report: dict[str, Any]) -> dict[str, Any]:
+    metrics = dict(report.get("metrics", {}))
+    if "history" in report:
+        metrics["history"] = report["history"]
+    if "privacy" in report:
+        metrics["privacy"] = report["privacy"]
+    return metrics

@@ -1,0 +1,29 @@
+"""The small interface every transmitter implements: send and receive validated frames with deadlines."""
+
+from __future__ import annotations
+
+import abc
+
+from fedmist.wire.envelope import Envelope
+
+
+class TransportError(Exception):
+    """The peer went away, a deadline passed, or the connection could not be made. One line, names the peer."""
+
+
+class Channel(abc.ABC):
+    """One authenticated, ordered, message-oriented connection to a peer."""
+
+    peer: str
+
+    @abc.abstractmethod
+    async def send(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> int:
+        """Send one frame; return the bytes put on the wire."""
+
+    @abc.abstractmethod
+    async def recv(self, timeout: float) -> tuple[Envelope, memoryview]:
+        """Receive and validate one frame, waiting at most ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""

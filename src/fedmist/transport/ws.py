@@ -1,0 +1,102 @@
+"""Websocket transmitter (the default): binary websocket messages, one fedmist frame each.
+
+Compression is off (packed bits and float weights do not compress) and the websocket message size limit is
+the frame limit, so an oversized frame is refused by the library before it is buffered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import connect as _ws_connect
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as _ws_serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
+
+from fedmist.transport.base import Channel, TransportError
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["WsChannel"], Awaitable[None]]
+
+
+class WsChannel(Channel):
+    """A :class:`Channel` over one websocket connection."""
+
+    def __init__(self, connection, peer: str, limits: Limits) -> None:
+        self._conn = connection
+        self.peer = peer
+        self.limits = limits
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def send(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> int:
+        frame = encode(envelope, body)
+        try:
+            await self._conn.send(frame)
+        except ConnectionClosed as exc:
+            raise TransportError(f"{self.peer}: connection closed while sending ({exc.rcvd or 'no close frame'})") from None
+        self.bytes_sent += len(frame)
+        return len(frame)
+
+    async def recv(self, timeout: float) -> tuple[Envelope, memoryview]:
+        try:
+            async with asyncio.timeout(timeout):
+                frame = await self._conn.recv(decode=False)
+        except TimeoutError:
+            raise TransportError(f"{self.peer}: no message within {timeout:g} s") from None
+        except ConnectionClosed as exc:
+            raise TransportError(f"{self.peer}: connection closed ({exc.rcvd or 'no close frame'})") from None
+        if isinstance(frame, str):
+            raise ProtocolError("text websocket message; fedmist frames are binary")
+        self.bytes_received += len(frame)
+        return decode(frame, self.limits)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+async def serve(handler: Handler, host: str, port: int, limits: Limits | None = None) -> Server:
+    """Start a websocket server calling ``handler(channel)`` for every connection."""
+    limits = limits or Limits()
+
+    async def _on_connection(conn: ServerConnection) -> None:
+        host_port = conn.remote_address[:2] if conn.remote_address else ("?", 0)
+        channel = WsChannel(conn, f"{host_port[0]}:{host_port[1]}", limits)
+        await handler(channel)
+
+    return await _ws_serve(
+        _on_connection,
+        host,
+        port,
+        compression=None,
+        max_size=limits.max_frame_bytes,
+        max_queue=4,
+        open_timeout=10,
+        ping_interval=20,
+        ping_timeout=60,
+        close_timeout=5,
+    )
+
+
+async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0) -> WsChannel:
+    """Open a channel to the aggregator at ``url`` (``ws://host:port``), within ``timeout`` seconds."""
+    limits = limits or Limits()
+    try:
+        conn = await _ws_connect(
+            url,
+            compression=None,
+            max_size=limits.max_frame_bytes,
+            max_queue=4,
+            open_timeout=timeout,
+            ping_interval=20,
+            ping_timeout=60,
+            close_timeout=5,
+            proxy=None,
+        )
+    except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
+        raise TransportError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}") from None
+    return WsChannel(conn, url, limits)

@@ -1,0 +1,195 @@
+"""The one message envelope every fedmist peer speaks (DESIGN section 6).
+
+A frame is ``4-byte big-endian header length | JSON header | binary body``. The header is small and
+self-describing; the body is raw bytes (safetensors, packed bits, little-endian arrays) whose size and
+SHA-256 the header declares, so a receiver can check a chunk before it touches its disk or its model.
+Nothing here ever unpickles anything: JSON and bytes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+_LEN = struct.Struct(">I")
+
+#: Payload kinds a body may carry. "none" means an empty body.
+PAYLOAD_KINDS = frozenset({"none", "json", "safetensors", "records", "raw"})
+
+
+class ProtocolError(Exception):
+    """An inbound frame broke the protocol. The message is one line fit for a log and an error reply."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a peer may send, so a hostile or broken peer cannot exhaust memory."""
+
+    max_header_bytes: int = 64 * 1024
+    max_chunk_bytes: int = 4 * 1024 * 1024
+    max_payload_bytes: int = 8 * 1024**3
+    max_meta_items: int = 64
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest frame a transport should accept (header + one chunk)."""
+        return _LEN.size + self.max_header_bytes + self.max_chunk_bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The decoded header of one frame.
+
+    ``size`` is the size of the whole payload this frame belongs to; ``offset`` is where this frame's body
+    starts in it (0 for single-frame payloads); ``sha256`` is the hex digest of *this frame's body*, so
+    every chunk is checked on arrival and a resumed upload never re-verifies what is already stored.
+    """
+
+    type: str
+    job: str
+    worker: str
+    round: int = 0
+    seq: int = 0
+    kind: str = "none"
+    size: int = 0
+    offset: int = 0
+    sha256: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "v": int,
+    "type": str,
+    "job": str,
+    "worker": str,
+    "round": int,
+    "seq": int,
+    "kind": str,
+    "size": int,
+    "offset": int,
+    "sha256": str,
+    "meta": dict,
+}
+_REQUIRED = ("v", "type", "job", "worker")
+_MAX_NAME = 253
+
+
+def sha256_hex(data: bytes | bytearray | memoryview) -> str:
+    """Hex SHA-256 of a byte buffer."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> bytes:
+    """Serialise one frame. ``size``/``sha256`` are filled in for single-frame payloads when left unset."""
+    header = {name: getattr(envelope, name) for name in _FIELD_TYPES}
+    if body and not envelope.sha256:
+        header["sha256"] = sha256_hex(body)
+    if body and envelope.size == 0:
+        header["size"] = len(body)
+    raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return _LEN.pack(len(raw)) + raw + bytes(body)
+
+
+def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None) -> tuple[Envelope, memoryview]:
+    """Parse and validate one frame; raise :class:`ProtocolError` on anything malformed.
+
+    Validation covers framing, header size, JSON shape, field types, payload bounds and the body hash, so
+    callers only ever see well-formed envelopes.
+    """
+    limits = limits or Limits()
+    view = memoryview(frame).cast("B") if not isinstance(frame, memoryview) else frame.cast("B")
+    if len(view) < _LEN.size:
+        raise ProtocolError(f"frame too short ({len(view)} bytes)")
+    (header_len,) = _LEN.unpack_from(view, 0)
+    if header_len == 0 or header_len > limits.max_header_bytes:
+        raise ProtocolError(f"header length {header_len} outside 1..{limits.max_header_bytes}")
+    if _LEN.size + header_len > len(view):
+        raise ProtocolError(f"header length {header_len} exceeds frame of {len(view)} bytes")
+    try:
+        header = json.loads(bytes(view[_LEN.size : _LEN.size + header_len]), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"header is not valid JSON: {_short(exc)}") from None
+    envelope = _validate_header(header, limits)
+    body = view[_LEN.size + header_len :]
+    _validate_body(envelope, body, limits)
+    return envelope, body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} not allowed")
+
+
+def _validate_header(header: Any, limits: Limits) -> Envelope:
+    if not isinstance(header, dict):
+        raise ProtocolError("header must be a JSON object")
+    unknown = set(header) - set(_FIELD_TYPES)
+    if unknown:
+        raise ProtocolError(f"unknown header fields {sorted(unknown)[:5]}")
+    for name in _REQUIRED:
+        if name not in header:
+            raise ProtocolError(f"header field '{name}' missing")
+    for name, value in header.items():
+        expected = _FIELD_TYPES[name]
+        if expected is int and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ProtocolError(f"header field '{name}' must be an integer")
+        if expected is not int and not isinstance(value, expected):
+            raise ProtocolError(f"header field '{name}' must be {expected.__name__}")
+    if header["v"] != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {header['v']} not supported (this peer speaks {PROTOCOL_VERSION})")
+    for name in ("type", "job", "worker"):
+        if not 0 < len(header[name]) <= _MAX_NAME:
+            raise ProtocolError(f"header field '{name}' must be 1..{_MAX_NAME} characters")
+    for name in ("round", "seq", "size", "offset"):
+        if header.get(name, 0) < 0:
+            raise ProtocolError(f"header field '{name}' must not be negative")
+    kind = header.get("kind", "none")
+    if kind not in PAYLOAD_KINDS:
+        raise ProtocolError(f"payload kind '{kind}' unknown")
+    if header.get("size", 0) > limits.max_payload_bytes:
+        raise ProtocolError(f"payload size {header['size']} exceeds limit {limits.max_payload_bytes}")
+    digest = header.get("sha256", "")
+    if digest and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+        raise ProtocolError("header field 'sha256' must be 64 lowercase hex digits")
+    meta = header.get("meta", {})
+    if len(meta) > limits.max_meta_items:
+        raise ProtocolError(f"meta has {len(meta)} items, limit {limits.max_meta_items}")
+    _check_finite(meta)
+    return Envelope(**header)
+
+
+def _check_finite(value: Any, depth: int = 0) -> None:
+    if depth > 8:
+        raise ProtocolError("meta nested too deeply")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError("meta holds a non-finite number")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item, depth + 1)
+
+
+def _validate_body(envelope: Envelope, body: memoryview, limits: Limits) -> None:
+    if len(body) > limits.max_chunk_bytes:
+        raise ProtocolError(f"chunk of {len(body)} bytes exceeds limit {limits.max_chunk_bytes}")
+    if envelope.kind == "none":
+        if len(body):
+            raise ProtocolError("payload kind 'none' with a non-empty body")
+        return
+    if envelope.offset + len(body) > envelope.size:
+        raise ProtocolError(f"chunk [{envelope.offset}, {envelope.offset + len(body)}) beyond payload size {envelope.size}")
+    if len(body) and not envelope.sha256:
+        raise ProtocolError("body without sha256")
+    if len(body) and sha256_hex(body) != envelope.sha256:
+        raise ProtocolError("body sha256 mismatch")
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__

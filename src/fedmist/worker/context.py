@@ -1,0 +1,89 @@
+"""What a worker process knows about its job: the env contract of DESIGN section 4, read once at start.
+
+Nothing is read at import time; ``WorkerContext.from_env`` is called by the entrypoint, so the same code runs
+under the local launcher and in a Kubernetes pod.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedmist.spec.params import JobParams, parse_params
+
+DEFAULT_AGG_PORT = 7363
+
+
+class ContextError(Exception):
+    """The process environment lacks or garbles a contract variable. One line naming the variable."""
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    role: str
+    job: str
+    namespace: str
+    worker: str
+    participants: int
+    transmitter: str
+    params: JobParams
+    model_url: str
+    pretrained_model_url: str
+    agg_bind_port: int
+    agg_ip: str
+    agg_port: int
+    dataset_url: str
+    dataset_name: str
+    dataset_format: str
+    token: str
+    bind_host: str
+    status_file: Path | None
+    state_dir: Path
+    threads: int
+
+    @classmethod
+    def from_env(cls, role: str, env: Mapping[str, str] | None = None) -> "WorkerContext":
+        env = dict(os.environ if env is None else env)
+        job = env.get("JOB_NAME", "")
+        if not job:
+            raise ContextError("JOB_NAME is not set: start workers with `fedmist run` or set the env contract")
+        worker = env.get("WORKER_NAME") or ("aggregator" if role == "aggregator" else "trainer")
+        params = parse_params(env, where="<env>", role=role)
+        state_default = Path("fedmist-state") / job / worker
+        return cls(
+            role=role,
+            job=job,
+            namespace=env.get("NAMESPACE", "default"),
+            worker=worker,
+            participants=_int(env, "PARTICIPANTS_COUNT", 1),
+            transmitter=env.get("TRANSMITTER", "ws"),
+            params=params,
+            model_url=env.get("MODEL_URL", ""),
+            pretrained_model_url=env.get("PRETRAINED_MODEL_URL", ""),
+            agg_bind_port=_int(env, "AGG_BIND_PORT", DEFAULT_AGG_PORT),
+            agg_ip=env.get("AGG_IP", "127.0.0.1"),
+            agg_port=_int(env, "AGG_PORT", DEFAULT_AGG_PORT),
+            dataset_url=env.get("TRAIN_DATASET_URL", ""),
+            dataset_name=env.get("DATASET_NAME", ""),
+            dataset_format=env.get("DATASET_FORMAT", "idx"),
+            token=env.get("FEDMIST_TOKEN", ""),
+            bind_host=env.get("FEDMIST_BIND_HOST", "0.0.0.0"),
+            status_file=Path(env["FEDMIST_STATUS_FILE"]) if env.get("FEDMIST_STATUS_FILE") else None,
+            state_dir=Path(env.get("FEDMIST_STATE_DIR") or state_default),
+            threads=_int(env, "FEDMIST_THREADS", os.cpu_count() or 1),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ContextError(f"{name} must be an integer (got {raw!r})") from None
+    if value < 0:
+        raise ContextError(f"{name} must not be negative (got {raw!r})")
+    return value

@@ -1,0 +1,180 @@
+"""On-disk store for the feature records MistNet edges upload (DESIGN section 5.5).
+
+Each worker gets a folder with a preallocated file of fixed-size records (packed bits, then the label) and a
+small JSON manifest saying how many records arrived contiguously and, once complete, their SHA-256. The file
+is memory-mapped, so the aggregator's memory does not grow with the data, and the manifest is replaced
+atomically, so a restarted aggregator knows exactly what it already holds and tells the edge where to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fedmist.atomic import write_json_atomic
+
+_RECORDS = "records.u8"
+_MANIFEST = "manifest.json"
+
+
+@dataclass
+class StoreManifest:
+    """What a worker's store holds; persisted as ``manifest.json``."""
+
+    worker: str
+    num_samples: int
+    feature_bytes: int
+    label_bytes: int
+    feature_shape: list[int]
+    received: int = 0
+    complete: bool = False
+    sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def record_bytes(self) -> int:
+        return self.feature_bytes + self.label_bytes
+
+
+class WorkerStore:
+    """One worker's records file plus manifest. Writes are append-at-offset and idempotent."""
+
+    def __init__(self, folder: Path, manifest: StoreManifest) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self._path = folder / _RECORDS
+        self._fd: int | None = None
+        self._unsynced = 0
+
+    @classmethod
+    def open(cls, root: Path, worker: str, *, num_samples: int, feature_bytes: int, label_bytes: int,
+             feature_shape: list[int]) -> "WorkerStore":
+        """Open (resuming) or create the store for ``worker``; a layout change starts it afresh."""
+        folder = root / worker
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = StoreManifest(worker, num_samples, feature_bytes, label_bytes, list(feature_shape))
+        existing = read_manifest(folder)
+        same_layout = existing is not None and (
+            existing.num_samples, existing.feature_bytes, existing.label_bytes, existing.feature_shape
+        ) == (num_samples, feature_bytes, label_bytes, list(feature_shape))
+        store = cls(folder, existing if same_layout else wanted)
+        if not same_layout:
+            store._path.unlink(missing_ok=True)
+        size = num_samples * wanted.record_bytes
+        store._path.touch()
+        if store._path.stat().st_size != size:
+            os.truncate(store._path, size)
+        store._save_manifest()
+        return store
+
+    def write(self, offset: int, data: bytes | memoryview) -> int:
+        """Write records at byte ``offset``; only contiguous data advances ``received``. Returns records held."""
+        record = self.manifest.record_bytes
+        if offset % record or len(data) % record:
+            raise ValueError(f"chunk [{offset}, {offset + len(data)}) not aligned to {record}-byte records")
+        end = offset + len(data)
+        if end > self.manifest.num_samples * record:
+            raise ValueError(f"chunk ends at {end}, beyond {self.manifest.num_samples} records")
+        if offset > self.manifest.received * record:
+            raise ValueError(f"chunk at {offset} leaves a gap after {self.manifest.received} records")
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_WRONLY)
+        os.pwrite(self._fd, data, offset)
+        self._unsynced += len(data)
+        self.manifest.received = max(self.manifest.received, end // record)
+        if self._unsynced >= 8 * 1024 * 1024:
+            self.checkpoint()
+        return self.manifest.received
+
+    def checkpoint(self) -> None:
+        """Flush data, then the manifest, so the manifest never claims bytes the disk lacks."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+        self._unsynced = 0
+        self._save_manifest()
+
+    def finish(self, expected_sha256: str) -> None:
+        """Verify the whole upload against the sender's hash and mark it complete."""
+        if self.manifest.received != self.manifest.num_samples:
+            raise ValueError(f"only {self.manifest.received} of {self.manifest.num_samples} records arrived")
+        digest = file_sha256(self._path)
+        if digest != expected_sha256:
+            raise ValueError("records sha256 does not match the sender's")
+        self.manifest.complete = True
+        self.manifest.sha256 = digest
+        self.checkpoint()
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _save_manifest(self) -> None:
+        write_json_atomic(self.folder / _MANIFEST, asdict(self.manifest))
+
+
+def read_manifest(folder: Path) -> StoreManifest | None:
+    """The manifest in ``folder``, or None when absent or unreadable (then the store starts afresh)."""
+    try:
+        raw = json.loads((folder / _MANIFEST).read_text())
+        return StoreManifest(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def file_sha256(path: Path, block: int = 4 * 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class StoreSource:
+    """All complete worker stores as one indexable training set (the ``PackedFeatureSource`` protocol).
+
+    Records are read through read-only memory maps, batch by batch; nothing loads the whole set.
+    """
+
+    def __init__(self, manifests: list[tuple[Path, StoreManifest]]) -> None:
+        if not manifests:
+            raise ValueError("no complete feature uploads to train on")
+        first = manifests[0][1]
+        for _, manifest in manifests:
+            if (manifest.feature_bytes, manifest.label_bytes, manifest.feature_shape) != (
+                first.feature_bytes, first.label_bytes, first.feature_shape):
+                raise ValueError(f"worker {manifest.worker} uploaded features of another layout")
+        self.feature_shape = tuple(first.feature_shape)
+        self._feature_bytes = first.feature_bytes
+        self._label_bytes = first.label_bytes
+        self._maps = [
+            np.memmap(folder / _RECORDS, dtype=np.uint8, mode="r", shape=(m.num_samples, m.record_bytes))
+            for folder, m in manifests
+        ]
+        self._starts = np.cumsum([0] + [len(m) for m in self._maps])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Packed features (B, feature_bytes) and int64 labels (B,) for global sample ``indices``."""
+        which = np.searchsorted(self._starts, indices, side="right") - 1
+        rows = np.empty((len(indices), self._feature_bytes + self._label_bytes), dtype=np.uint8)
+        for store_index in np.unique(which):
+            mask = which == store_index
+            rows[mask] = self._maps[store_index][indices[mask] - self._starts[store_index]]
+        labels = rows[:, self._feature_bytes:].copy().view(f"<u{self._label_bytes}").reshape(-1)
+        return rows[:, : self._feature_bytes], labels.astype(np.int64)
+
+
+def open_complete_stores(root: Path, workers: list[str] | None = None) -> StoreSource:
+    """A :class:`StoreSource` over every complete store under ``root`` (or just ``workers``), in name order."""
+    names = workers if workers is not None else sorted(p.name for p in root.iterdir() if p.is_dir())
+    found = [(root / n, m) for n in names if (m := read_manifest(root / n)) is not None and m.complete]
+    return StoreSource(found)

@@ -1,0 +1,75 @@
+"""The worker entrypoints a container (or the local launcher) runs: ``fedmist worker aggregate|train``.
+
+They read the env contract, pick the runtime for the job's algorithm from a registry, and turn every known
+failure into one log line, a report entry and a non-zero exit code (2 for bad configuration, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from fedmist.spec.errors import ManifestError
+from fedmist.worker.context import ContextError, WorkerContext
+from fedmist.worker.errors import JobFailure
+from fedmist.worker.report import record_failure
+
+log = logging.getLogger("fedmist.worker")
+
+Runner = Callable[[WorkerContext], dict[str, Any]]
+
+
+def _runners() -> dict[tuple[str, str], Callable[[], Runner]]:
+    """(role, family) -> a loader of the runtime, imported lazily so a bad env fails before torch loads."""
+
+    def mistnet_aggregator() -> Runner:
+        from fedmist.worker.mistnet_aggregator import run_mistnet_aggregator
+
+        return run_mistnet_aggregator
+
+    def mistnet_trainer() -> Runner:
+        from fedmist.worker.mistnet_trainer import run_mistnet_trainer
+
+        return run_mistnet_trainer
+
+    return {("aggregator", "mistnet"): mistnet_aggregator, ("trainer", "mistnet"): mistnet_trainer}
+
+
+def family_of(algorithm: str) -> str:
+    """MistNet has its own runtime; every other algorithm is a strategy of the round engine."""
+    return "mistnet" if algorithm.strip().lower() == "mistnet" else "rounds"
+
+
+def run_worker(role: str, args: list[str] | None = None) -> int:
+    """Entry point for one worker process; returns its exit code."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        ctx = WorkerContext.from_env(role)
+    except (ContextError, ManifestError) as exc:
+        log.error("bad worker configuration: %s", exc)
+        return 2
+    if args:
+        log.info("container args %s recorded (fedmist workers take their settings from the env)", args)
+    key = (role, family_of(ctx.params.aggregation_algorithm or ""))
+    loader = _runners().get(key)
+    if loader is None:
+        message = f"no {role} runtime for aggregation_algorithm={ctx.params.aggregation_algorithm!r} yet"
+        log.error(message)
+        record_failure(ctx.status_file, ctx.worker, role, message)
+        return 2
+    try:
+        result = loader()(ctx)
+    except JobFailure as exc:
+        log.error("job failed: %s", exc)
+        record_failure(ctx.status_file, ctx.worker, role, str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a worker must report any crash as a status reason, then exit
+        log.error("internal error: %s\n%s", exc, traceback.format_exc())
+        record_failure(ctx.status_file, ctx.worker, role, f"internal error: {type(exc).__name__}: {exc}")
+        return 1
+    log.info("%s %s finished: %s", role, ctx.worker, {k: v for k, v in result.items() if k != "history"})
+    return 0

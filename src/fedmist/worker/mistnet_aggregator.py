@@ -1,0 +1,166 @@
+"""MistNet on the cloud (DESIGN sections 5.1 and 5.5-5.9): hand out the edge part, collect every edge's
+bits into the disk store, train the cloud layers, evaluate through the same bit channel, save the full model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedmist.atomic import write_json_atomic
+from fedmist.data.loaders import load_dataset
+from fedmist.models.registry import build_model
+from fedmist.models.split import resolve_cut, split_model
+from fedmist.models.weights import load_weights, merge_state_dicts, save_weights
+from fedmist.privacy.accounting import privacy_report
+from fedmist.transport import ws
+from fedmist.wire.envelope import Limits
+from fedmist.wire.tensors import encode_arrays
+from fedmist.worker import protocol as msg
+from fedmist.worker.cloud_train import evaluate_cloud, train_cloud
+from fedmist.worker.context import WorkerContext
+from fedmist.worker.errors import JobFailure
+from fedmist.worker.extract import channel_features
+from fedmist.worker.feature_store import open_complete_stores
+from fedmist.worker.report import Reporter
+from fedmist.worker.upload_server import UploadPlan, UploadServer
+
+log = logging.getLogger("fedmist.aggregator")
+
+DEFAULT_UPLOAD_TIMEOUT_S = 1800.0
+NUM_CLASSES = 10
+
+
+def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
+    """Run the whole cloud side; return the final metrics (raises JobFailure with a reason otherwise)."""
+    torch.set_num_threads(max(1, ctx.threads))
+    params = ctx.params
+    reporter = Reporter(ctx.status_file, ctx.worker, "aggregator")
+    reporter.update(force=True, phase="Running", stage="preparing", algorithm="mistnet")
+
+    model = build_model(params.model or "lenet5", num_classes=NUM_CLASSES)
+    if not ctx.pretrained_model_url:
+        raise JobFailure("MistNet needs pretrained weights: add spec.pretrainedModel (PRETRAINED_MODEL_URL is empty)")
+    try:
+        model.load_state_dict(load_weights(ctx.pretrained_model_url))
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise JobFailure(f"pretrained model {ctx.pretrained_model_url}: {str(exc).splitlines()[0]}") from None
+    cut = resolve_cut(model, params.cut_layer if params.cut_layer is not None else 3)
+    edge, cloud = split_model(model, cut)
+    epsilon = params.epsilon if params.epsilon is not None else float("inf")
+    test = _load_test_set(params.test_dataset_url)
+
+    store_root = ctx.state_dir / "features"
+    server = UploadServer(
+        UploadPlan(
+            job=ctx.job,
+            task=msg.TaskMeta(
+                algorithm="mistnet", model=params.model or "lenet5", cut_layer=cut,
+                epsilon=msg.format_epsilon(epsilon),
+                label_epsilon=msg.format_epsilon(params.label_epsilon) if params.label_epsilon else "",
+                batch_size=max(2, params.batch_size or 32), num_classes=NUM_CLASSES,
+                chunk_records=1000,
+            ),
+            edge_weights=encode_arrays({k: v.numpy() for k, v in edge.state_dict().items()}),
+            participants=ctx.participants,
+            token=ctx.token,
+            store_root=store_root,
+        ),
+    )
+    server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
+    reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon)
+    timeout = params.round_timeout or DEFAULT_UPLOAD_TIMEOUT_S
+    min_complete = params.min_clients or ctx.participants
+    complete = asyncio.run(_collect(server, ctx, timeout, min_complete))
+    reporter.update(force=True, workers=_edges_status(server), participants=complete)
+
+    source = open_complete_stores(store_root, complete)
+    r = int(np.prod(source.feature_shape))
+    privacy = privacy_report(epsilon, r, params.label_epsilon)
+    reporter.update(force=True, stage="training", epoch=0, epochs=params.epochs or 10, privacy=privacy,
+                    samples=len(source))
+    history: list[dict[str, Any]] = []
+    debias = params.debias if params.debias is not None else True
+    test_packed = channel_features(edge, test[0]) if test is not None else None
+
+    def on_epoch(epoch: int, stats: dict[str, Any]) -> None:
+        entry = {"epoch": epoch, **stats}
+        if test is not None:
+            entry.update({f"test_{k}": v for k, v in evaluate_cloud(
+                cloud, test_packed, test[1], source.feature_shape, epsilon, debias).items()})
+        history.append(entry)
+        reporter.update(force=True, stage="training", epoch=epoch, history=history)
+        log.info("epoch %d: %s", epoch, entry)
+
+    started = time.monotonic()
+    train_cloud(cloud, source, epochs=params.epochs or 10, batch_size=params.batch_size or 64,
+                max_lr=params.learning_rate or 0.05, epsilon=epsilon, debias=debias,
+                seed=params.seed or 0, on_epoch=on_epoch)
+    train_s = time.monotonic() - started
+
+    reporter.update(force=True, stage="evaluating")
+    metrics: dict[str, Any] = {"train_s": round(train_s, 3), "samples": len(source)}
+    if test is not None:
+        metrics.update(evaluate_cloud(cloud, test_packed, test[1], source.feature_shape, epsilon, debias))
+    else:
+        metrics["accuracy"] = None
+        log.warning("TEST_DATASET_URL not set: the model is saved without a test accuracy")
+    full = merge_state_dicts(edge.state_dict(), cloud.state_dict(), cut)
+    metrics["model_bytes"] = int(sum(v.numel() * 4 for v in full.values() if v.is_floating_point()))
+
+    reporter.update(force=True, stage="saving")
+    model_path = _save_model(ctx, full, cut, epsilon, debias, metrics, privacy, history)
+    reporter.update(force=True, phase="Succeeded", stage="done", metrics=metrics, history=history,
+                    model_path=str(model_path))
+    return metrics
+
+
+async def _collect(server: UploadServer, ctx: WorkerContext, timeout: float, min_complete: int) -> list[str]:
+    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, Limits())
+    log.info("aggregator listening on %s:%d for %d edges", ctx.bind_host, ctx.agg_bind_port, ctx.participants)
+    try:
+        return await server.wait(timeout, min_complete)
+    except TimeoutError as exc:
+        raise JobFailure(str(exc)) from None
+    finally:
+        ws_server.close()
+        await ws_server.wait_closed()
+
+
+def _edges_status(server: UploadServer) -> dict[str, dict[str, Any]]:
+    return {name: vars(edge).copy() for name, edge in server.edges.items()}
+
+
+def _load_test_set(url: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if not url:
+        return None
+    try:
+        return load_dataset(url, "idx")
+    except (OSError, ValueError) as exc:
+        raise JobFailure(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+
+
+def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, epsilon: float, debias: bool,
+                metrics: dict[str, Any], privacy: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+    if not ctx.model_url:
+        raise JobFailure("MODEL_URL is empty: the aggregationWorker's Model needs a url")
+    path = save_weights(state, ctx.model_url)
+    write_json_atomic(Path(f"{path}.json"), {
+        "job": ctx.job,
+        "architecture": ctx.params.model or "lenet5",
+        "algorithm": "mistnet",
+        "cut_layer": cut,
+        "epsilon": epsilon,
+        "debias": debias,
+        "metrics": metrics,
+        "privacy": privacy,
+        "history": history,
+        "saved": time.time(),
+    })
+    return path

@@ -1,0 +1,160 @@
+"""MistNet on the edge (DESIGN sections 5.1-5.4): get the edge part from the aggregator, run it once over the
+local data, binarize + randomized response, and stream the packed bits with labels as fixed-size records.
+
+The edge's noise seed is drawn from OS entropy once and kept in the edge's own state folder: a re-run after a
+crash reproduces exactly the bits already uploaded (so a resumed upload hashes the same and no record is ever
+sent with two different noise draws), and the aggregator never learns the seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedmist.data.loaders import load_dataset
+from fedmist.models.registry import build_model
+from fedmist.models.split import split_model
+from fedmist.privacy.channel import label_randomized_response
+from fedmist.transport.base import Channel, TransportError
+from fedmist.transport.connect import connect_with_retry
+from fedmist.wire.envelope import Envelope, ProtocolError
+from fedmist.wire.tensors import decode_arrays
+from fedmist.worker import protocol as msg
+from fedmist.worker.context import WorkerContext
+from fedmist.worker.extract import feature_shape_of, iter_extract
+from fedmist.worker.errors import JobFailure
+from fedmist.worker.report import Reporter
+
+log = logging.getLogger("fedmist.trainer")
+
+REPLY_TIMEOUT_S = 120.0
+
+
+def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
+    """Upload this edge's features; return the edge's figures (samples, bytes, compute seconds)."""
+    torch.set_num_threads(max(1, ctx.threads))
+    reporter = Reporter(ctx.status_file, ctx.worker, "trainer")
+    reporter.update(force=True, phase="Running", stage="loading")
+    try:
+        images, labels = load_dataset(ctx.dataset_url, ctx.dataset_format)
+    except (OSError, ValueError) as exc:
+        raise JobFailure(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
+    reporter.update(force=True, stage="connecting", samples=len(images))
+    return asyncio.run(_run(ctx, images, labels, reporter))
+
+
+async def _run(ctx: WorkerContext, images: np.ndarray, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
+    url = f"ws://{ctx.agg_ip}:{ctx.agg_port}"
+    channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0)
+    try:
+        await channel.send(_envelope(ctx, msg.HELLO, {
+            "role": "trainer", "token": ctx.token, "num_samples": len(images), "dataset": ctx.dataset_name}))
+        envelope, body = await channel.recv(REPLY_TIMEOUT_S)
+        if envelope.type == msg.ACK:  # the aggregator already holds all of this edge's records
+            reporter.update(force=True, phase="Succeeded", stage="done", bytes_up=0, compute_s=0.0)
+            return dict(reporter.data)
+        task = msg.parse_meta(envelope, msg.TASK)
+        edge = _edge_model(task, body)
+        figures = await _upload(ctx, channel, task, edge, images, labels, reporter)
+        reply, _ = await channel.recv(REPLY_TIMEOUT_S)
+        ack = msg.parse_meta(reply, msg.ACK)
+        if not ack.complete:
+            raise JobFailure("the aggregator did not confirm the upload")
+    except (ProtocolError, TransportError) as exc:
+        raise JobFailure(f"aggregator {url}: {exc}") from None
+    finally:
+        await channel.close()
+    figures.update(bytes_up=channel.bytes_sent, bytes_down=channel.bytes_received)
+    reporter.update(force=True, phase="Succeeded", stage="done", **figures)
+    return figures
+
+
+def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
+    """The edge part, built locally and filled with the aggregator's weights (the cloud part is never sent)."""
+    model = build_model(task.model, num_classes=task.num_classes)
+    edge, _ = split_model(model, task.cut_layer)
+    arrays = decode_arrays(body)
+    expected = set(edge.state_dict())
+    if set(arrays) != expected:
+        raise ProtocolError(f"edge weights hold {sorted(arrays)[:4]}..., expected {sorted(expected)[:4]}...")
+    try:
+        edge.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()})
+    except RuntimeError as exc:
+        raise ProtocolError(f"edge weights do not fit the model: {str(exc).splitlines()[0]}") from None
+    return edge
+
+
+async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module,
+                  images: np.ndarray, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
+    epsilon = msg.parse_epsilon(task.epsilon)
+    shape = feature_shape_of(edge, tuple(images.shape[1:]))
+    feature_bytes = (int(np.prod(shape)) + 7) // 8
+    label_bytes = 1 if task.num_classes <= 256 else 2
+    record = feature_bytes + label_bytes
+    sent_labels = _labels_to_send(labels, task, ctx)
+    layout = {"num_samples": len(images), "feature_bytes": feature_bytes, "label_bytes": label_bytes,
+              "feature_shape": list(shape)}
+    digest = hashlib.sha256()
+    compute_s = 0.0
+    resume = task.resume_records
+    reporter.update(force=True, stage="extracting", received=resume)
+    batches = iter_extract(edge, images, epsilon, batch_size=task.chunk_records, seed=_noise_seed(ctx))
+    while True:
+        started = time.perf_counter()
+        item = next(batches, None)
+        compute_s += time.perf_counter() - started
+        if item is None:
+            break
+        start, packed = item
+        rows = np.concatenate([packed, sent_labels[start:start + len(packed)].astype(f"<u{label_bytes}")
+                               .view(np.uint8).reshape(len(packed), label_bytes)], axis=1)
+        data = rows.tobytes()
+        digest.update(data)
+        skip = max(0, min(len(rows), resume - start))
+        if skip < len(rows):
+            await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
+                                        size=len(images) * record, offset=(start + skip) * record, meta=layout),
+                               data[skip * record:])
+        reporter.update(stage="uploading", received=start + len(rows), compute_s=round(compute_s, 3))
+    await channel.send(_envelope(ctx, msg.RECORDS_DONE, {
+        "num_samples": len(images), "sha256": digest.hexdigest(), "compute_s": compute_s,
+        "bytes_up": channel.bytes_sent}))
+    log.info("uploaded %d records of %d bytes; edge compute %.3f s", len(images), record, compute_s)
+    return {"samples": len(images), "compute_s": round(compute_s, 3), "record_bytes": record,
+            "feature_shape": list(shape), "epsilon": epsilon}
+
+
+def _labels_to_send(labels: np.ndarray, task: msg.TaskMeta, ctx: WorkerContext) -> np.ndarray:
+    """Labels as uploaded: unchanged, or through k-ary randomized response when ``label_epsilon`` is set."""
+    if not task.label_epsilon:
+        return labels
+    gen = torch.Generator().manual_seed(_noise_seed(ctx) ^ 0x5EED)
+    noisy = label_randomized_response(torch.from_numpy(labels.astype(np.int64)), task.num_classes,
+                                      msg.parse_epsilon(task.label_epsilon), gen)
+    return noisy.numpy()
+
+
+def _noise_seed(ctx: WorkerContext) -> int:
+    """This edge's secret noise seed, created once (mode 0600) in its state folder."""
+    path = Path(ctx.state_dir) / "noise-seed"
+    if path.exists():
+        return int(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seed = secrets.randbits(63)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(seed))
+    return seed
+
+
+def _envelope(ctx: WorkerContext, kind: str, meta: dict[str, Any]) -> Envelope:
+    return Envelope(type=kind, job=ctx.job, worker=ctx.worker, meta=meta)

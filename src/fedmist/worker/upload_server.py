@@ -1,0 +1,196 @@
+"""The aggregator's side of MistNet's upload phase: authenticate edges, hand them the edge part, and stream
+their feature records into the on-disk store (DESIGN sections 5.1, 5.4, 5.5 and 6).
+
+Every inbound frame is validated; a bad peer gets an error reply and a log line naming it, and never takes the
+aggregator down. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedmist.transport.base import Channel, TransportError
+from fedmist.wire.envelope import Envelope, ProtocolError
+from fedmist.worker import protocol as msg
+from fedmist.worker.feature_store import WorkerStore, read_manifest
+
+log = logging.getLogger("fedmist.aggregator")
+
+
+@dataclass
+class EdgeProgress:
+    """What the aggregator knows about one edge; mirrored into status.json."""
+
+    phase: str = "Connected"
+    samples: int = 0
+    received: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    compute_s: float = 0.0
+
+
+@dataclass
+class UploadPlan:
+    """What every edge is told to do (the ``task`` message) and how the server is bounded."""
+
+    job: str
+    task: msg.TaskMeta
+    edge_weights: bytes  # safetensors
+    participants: int
+    token: str
+    store_root: Path
+    hello_timeout: float = 30.0
+    idle_timeout: float = 120.0
+
+
+@dataclass
+class UploadServer:
+    plan: UploadPlan
+    on_change: Callable[[], None] = lambda: None
+    edges: dict[str, EdgeProgress] = field(default_factory=dict)
+    _connected: set[str] = field(default_factory=set)
+    _done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def complete(self) -> list[str]:
+        return sorted(name for name, edge in self.edges.items() if edge.phase == "Uploaded")
+
+    async def wait(self, timeout: float, min_complete: int) -> list[str]:
+        """Wait until every participant uploaded, or ``timeout`` passed; return the complete edges.
+
+        Raises TimeoutError when fewer than ``min_complete`` finished by the deadline.
+        """
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except TimeoutError:
+            if len(self.complete) < min_complete:
+                raise TimeoutError(
+                    f"only {len(self.complete)} of {self.plan.participants} edges uploaded within {timeout:g} s "
+                    f"(need {min_complete})"
+                ) from None
+        return self.complete
+
+    async def handle(self, channel: Channel) -> None:
+        """One edge connection, start to finish. Never raises."""
+        name = "?"
+        try:
+            hello_env, _ = await channel.recv(self.plan.hello_timeout)
+            hello = msg.parse_meta(hello_env, msg.HELLO)
+            name = self._admit(hello_env, hello, channel.peer)
+            try:
+                await self._serve_edge(channel, name, hello)
+            finally:
+                self._connected.discard(name)
+        except (ProtocolError, ValueError) as exc:
+            log.warning("rejected %s (worker %s): %s", channel.peer, name, exc)
+            await _reply_error(channel, self.plan.job, str(exc))
+        except TransportError as exc:
+            log.warning("lost %s (worker %s): %s", channel.peer, name, exc)
+            if name in self.edges and self.edges[name].phase != "Uploaded":
+                self.edges[name].phase = "Disconnected"
+                self.on_change()
+        finally:
+            await channel.close()
+
+    def _admit(self, envelope: Envelope, hello: msg.HelloMeta, peer: str) -> str:
+        if self.plan.token and not hmac.compare_digest(hello.token.encode(), self.plan.token.encode()):
+            raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
+        name = envelope.worker
+        if name in self._connected:
+            raise ProtocolError(f"worker '{name}' is already connected")
+        if name not in self.edges and len(self.edges) >= self.plan.participants:
+            raise ProtocolError(f"worker '{name}' is not expected: all {self.plan.participants} participants known")
+        if envelope.job != self.plan.job:
+            raise ProtocolError(f"worker '{name}' belongs to job '{envelope.job}', not '{self.plan.job}'")
+        self._connected.add(name)
+        self.edges.setdefault(name, EdgeProgress())
+        log.info("worker %s connected from %s with %d samples", name, peer, hello.num_samples)
+        return name
+
+    async def _serve_edge(self, channel: Channel, name: str, hello: msg.HelloMeta) -> None:
+        edge = self.edges[name]
+        edge.samples = hello.num_samples
+        existing = read_manifest(self.plan.store_root / name)
+        resume = existing.received if existing and existing.num_samples == hello.num_samples else 0
+        if existing and existing.complete and existing.num_samples == hello.num_samples:
+            edge.phase, edge.received = "Uploaded", existing.num_samples
+            await channel.send(self._envelope(msg.ACK, {"received": existing.num_samples, "complete": True}))
+            self._mark_done()
+            return
+        task = self.plan.task.model_copy(update={"resume_records": resume})
+        edge.bytes_down += await channel.send(
+            self._envelope(msg.TASK, task.model_dump(), kind="safetensors"), self.plan.edge_weights
+        )
+        edge.phase = "Extracting"
+        self.on_change()
+        store: WorkerStore | None = None
+        try:
+            while True:
+                envelope, body = await channel.recv(self.plan.idle_timeout)
+                edge.bytes_up += len(body) + 256
+                if envelope.type == msg.RECORDS:
+                    store = self._write_chunk(store, name, envelope, body, hello.num_samples)
+                    edge.phase, edge.received = "Uploading", store.manifest.received
+                    self.on_change()
+                    continue
+                done = msg.parse_meta(envelope, msg.RECORDS_DONE)
+                if store is None:
+                    store = self._open_store(name, hello.num_samples)
+                if done.num_samples != hello.num_samples:
+                    raise ProtocolError(f"done with {done.num_samples} samples, hello said {hello.num_samples}")
+                store.finish(done.sha256)
+                edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
+                edge.bytes_down += await channel.send(
+                    self._envelope(msg.ACK, {"received": done.num_samples, "complete": True})
+                )
+                log.info("worker %s uploaded %d samples (%d bytes)", name, done.num_samples, edge.bytes_up)
+                self._mark_done()
+                return
+        finally:
+            if store is not None:
+                store.checkpoint()
+                store.close()
+
+    def _write_chunk(self, store: WorkerStore | None, name: str, envelope: Envelope, body: memoryview,
+                     num_samples: int) -> WorkerStore:
+        meta = msg.parse_meta(envelope, msg.RECORDS)
+        if meta.num_samples != num_samples:
+            raise ProtocolError(f"records for {meta.num_samples} samples, hello said {num_samples}")
+        if store is None:
+            store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples,
+                                     feature_bytes=meta.feature_bytes, label_bytes=meta.label_bytes,
+                                     feature_shape=meta.feature_shape)
+        layout = (store.manifest.feature_bytes, store.manifest.label_bytes, store.manifest.feature_shape)
+        if layout != (meta.feature_bytes, meta.label_bytes, meta.feature_shape):
+            raise ProtocolError("records layout changed during the upload")
+        if envelope.size != num_samples * store.manifest.record_bytes:
+            raise ProtocolError(f"records payload size {envelope.size} does not match {num_samples} records")
+        store.write(envelope.offset, body)
+        return store
+
+    def _open_store(self, name: str, num_samples: int) -> WorkerStore:
+        """The store of an edge that resumed with nothing left to send."""
+        manifest = read_manifest(self.plan.store_root / name)
+        if manifest is None or manifest.num_samples != num_samples:
+            raise ProtocolError("upload finished before any records arrived")
+        return WorkerStore(self.plan.store_root / name, manifest)
+
+    def _mark_done(self) -> None:
+        self.on_change()
+        if len(self.complete) >= self.plan.participants:
+            self._done.set()
+
+    def _envelope(self, kind_type: str, meta: dict, kind: str = "none") -> Envelope:
+        return Envelope(type=kind_type, job=self.plan.job, worker="aggregator", kind=kind, meta=meta)
+
+
+async def _reply_error(channel: Channel, job: str, reason: str) -> None:
+    try:
+        await channel.send(Envelope(type=msg.ERROR, job=job or "?", worker="aggregator", meta={"reason": reason[:2000]}))
+    except (TransportError, ProtocolError, ValueError):
+        pass
