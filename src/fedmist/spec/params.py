@@ -1,0 +1,211 @@
+"""The user-set half of the env contract (DESIGN section 4): parsing and validating job parameters.
+
+Why a registry of small parsers: each parameter has its own rule and its own one-line message
+(``epsilon: must be a positive number or 'inf' (got 'abc')``), and new parameters are one line each, with no
+string-dispatch chain. Names are case-insensitive (``EPSILON`` is ``epsilon``) — a known Sedna slip —
+and an unset epsilon under MistNet is an error, never silently "no privacy".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from fedmist.spec.errors import ParamError
+
+DEFAULT_AGG_PORT: Final = 7363
+ROLES: Final = ("aggregator", "trainer")
+# Injected by the launcher (Sedna's names, plus DATASET_FORMAT); never part of ``JobParams.extra``.
+INJECTED_ENV_NAMES: Final = (
+    "JOB_NAME", "NAMESPACE", "WORKER_NAME", "PARTICIPANTS_COUNT", "TRANSMITTER", "AGG_DATA_PATH",
+    "S3_ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "MODEL_URL", "PRETRAINED_MODEL_URL",
+    "AGG_BIND_PORT", "AGG_IP", "AGG_PORT", "TRAIN_DATASET_URL", "DATASET_NAME", "MODEL_NAME",
+    "DATASET_FORMAT",
+)
+KNOWN_ALGORITHMS: Final = ("mistnet", "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
+                           "trimmedmean", "krum", "multikrum")
+MISTNET_NEEDS_EPSILON: Final = ("required for aggregation_algorithm=mistnet; "
+                                "use epsilon: inf to disable noise explicitly")
+
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][\w.\-]*$")
+_LAYER_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
+_INFINITY = frozenset({"inf", "+inf", "infinity", "+infinity"})
+_BOOLS: Final = {"true": True, "1": True, "yes": True, "on": True,
+                 "false": False, "0": False, "no": False, "off": False}
+
+Parser = Callable[[str], object]
+
+
+def _integer(minimum: int) -> Parser:
+    def parse(raw: str) -> int:
+        if not _INTEGER.match(raw) or int(raw) < minimum:
+            raise ValueError(f"must be an integer >= {minimum}")
+        return int(raw)
+    return parse
+
+
+def _number(accept: Callable[[float], bool], requirement: str) -> Parser:
+    def parse(raw: str) -> float:
+        if not _NUMBER.match(raw) or not accept(float(raw)):
+            raise ValueError(f"must be {requirement}")
+        return float(raw)
+    return parse
+
+
+_positive = _number(lambda x: x > 0, "a positive number")
+_non_negative = _number(lambda x: x >= 0, "a number >= 0")
+_unit_open = _number(lambda x: 0 <= x < 1, "a number in [0, 1)")
+
+
+def _epsilon(raw: str) -> float:
+    if raw.lower() in _INFINITY:
+        return math.inf
+    if not _NUMBER.match(raw) or not float(raw) > 0:
+        raise ValueError("must be a positive number or 'inf'")
+    return float(raw)
+
+
+def _boolean(raw: str) -> bool:
+    try:
+        return _BOOLS[raw.lower()]
+    except KeyError:
+        raise ValueError("must be true or false") from None
+
+
+def _algorithm(raw: str) -> str:
+    if raw.lower() in KNOWN_ALGORITHMS:
+        return raw.lower()
+    if _IMPORT_PATH.match(raw):
+        return raw
+    raise ValueError(f"must be one of {', '.join(KNOWN_ALGORITHMS)}, or an import path 'package.module:Name'")
+
+
+def _model(raw: str) -> str:
+    if _MODEL_NAME.match(raw) or _IMPORT_PATH.match(raw):
+        return raw
+    raise ValueError("must be a model name (e.g. lenet5, yolov5s) or an import path 'package.module:factory'")
+
+
+def _cut_layer(raw: str) -> int | str:
+    if _INTEGER.match(raw) and int(raw) >= 1:
+        return int(raw)
+    if not _INTEGER.match(raw) and _LAYER_NAME.match(raw):
+        return raw
+    raise ValueError("must be an integer >= 1 or a layer name")
+
+
+def _text(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+# Canonical (lower-case) parameter name -> parser. TEST_DATASET_URL is read as test_dataset_url.
+PARSERS: Final[dict[str, Parser]] = {
+    "aggregation_algorithm": _algorithm,
+    "cut_layer": _cut_layer,
+    "epsilon": _epsilon,
+    "label_epsilon": _epsilon,
+    "batch_size": _integer(1),
+    "epochs": _integer(1),
+    "learning_rate": _positive,
+    "exit_round": _integer(1),
+    "participants_count": _integer(1),
+    "min_clients": _integer(1),
+    "round_timeout": _positive,
+    "test_dataset_url": _text,
+    "model": _model,
+    "imgsz": _integer(1),
+    "fraction_fit": _number(lambda x: 0 < x <= 1, "a number in (0, 1]"),
+    "mu": _non_negative,
+    "server_learning_rate": _positive,
+    "beta_1": _unit_open,
+    "beta_2": _unit_open,
+    "tau": _positive,
+    "beta": _number(lambda x: 0 <= x < 0.5, "a number in [0, 0.5)"),
+    "num_malicious": _integer(0),
+    "m": _integer(1),
+    "target_accuracy": _number(lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+    "validation_split": _unit_open,
+    "debias": _boolean,
+    "seed": _integer(0),
+    "keep_payloads": _boolean,
+}
+
+
+class JobParams(BaseModel):
+    """Validated user parameters of one worker. ``None`` means "not set: the component's default"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: str = "aggregator"
+    aggregation_algorithm: str = "fedavg"
+    cut_layer: int | str | None = None
+    epsilon: float | None = None
+    label_epsilon: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    exit_round: int | None = None
+    participants_count: int | None = None
+    min_clients: int | None = None
+    round_timeout: float | None = None
+    test_dataset_url: str | None = None
+    model: str | None = None
+    imgsz: int | None = None
+    fraction_fit: float | None = None
+    mu: float | None = None
+    server_learning_rate: float | None = None
+    beta_1: float | None = None
+    beta_2: float | None = None
+    tau: float | None = None
+    beta: float | None = None
+    num_malicious: int | None = None
+    m: int | None = None
+    target_accuracy: float | None = None
+    validation_split: float | None = None
+    debias: bool | None = None
+    seed: int | None = None
+    keep_payloads: bool = False
+    extra: dict[str, str] = {}
+
+
+def parse_params(env: Mapping[str, str], where: str = "<env>", role: str = "aggregator") -> JobParams:
+    """Validate the user parameters found in ``env`` (a process environment or a template's env).
+
+    ``where`` names the source in errors (``<env>`` or a file). Keys that are neither parameters nor injected
+    contract names are kept, as given, in ``extra``. Raises ``ParamError``.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    given: dict[str, tuple[str, str]] = {}
+    extra: dict[str, str] = {}
+    injected = frozenset(INJECTED_ENV_NAMES)
+    for key, value in env.items():
+        canonical = key.lower()
+        if canonical not in PARSERS:
+            if key.upper() not in injected:
+                extra[key] = value
+            continue
+        if canonical in given and given[canonical][1].strip() != value.strip():
+            first_key, first_value = given[canonical]
+            raise ParamError(where, None, None, canonical,
+                             f"given twice with different values, as {first_key!r} and {key!r}",
+                             {first_key: first_value, key: value})
+        given.setdefault(canonical, (key, value))
+    values: dict[str, object] = {}
+    for canonical, (key, raw) in given.items():
+        try:
+            values[canonical] = PARSERS[canonical](raw.strip())
+        except ValueError as exc:
+            raise ParamError(where, None, None, key, str(exc), raw) from None
+    if values.get("aggregation_algorithm") == "mistnet" and "epsilon" not in values:
+        raise ParamError(where, None, None, "epsilon", MISTNET_NEEDS_EPSILON)
+    return JobParams(role=role, extra=extra, **values)
