@@ -25,6 +25,7 @@ from fedmist.atomic import write_json_atomic
 from fedmist.launch.progress import ProgressView
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
 from fedmist.spec.job import ResolvedJob, WorkerSpec
+from fedmist.spec.params import PARSERS
 
 POLL_S = 0.1
 GRACE_S = 5.0
@@ -127,7 +128,11 @@ class LocalJob:
                 pass
 
     def _env(self, worker: WorkerSpec, threads: int) -> dict[str, str]:
-        env = dict(os.environ)
+        """The worker's environment: this shell's (PATH, HOME...) minus anything that would read as a job
+        parameter (a stray ``EPOCHS`` or ``SEED`` in the user's shell must not change the job), plus the
+        env contract and the template's env."""
+        env = {k: v for k, v in os.environ.items() if k.lower() not in PARSERS}
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning on shared cores
         env.update(self.job.worker_env(worker, agg_ip=self.options.bind_host, agg_port=self.port))
         env.update({
             "AGG_BIND_PORT": str(self.port),

@@ -153,8 +153,9 @@ class StoreSource:
         self.feature_shape = tuple(first.feature_shape)
         self._feature_bytes = first.feature_bytes
         self._label_bytes = first.label_bytes
+        # Plain ndarray views of the maps: indexing a np.memmap subclass costs more than the copy itself.
         self._maps = [
-            np.memmap(folder / _RECORDS, dtype=np.uint8, mode="r", shape=(m.num_samples, m.record_bytes))
+            np.asarray(np.memmap(folder / _RECORDS, dtype=np.uint8, mode="r", shape=(m.num_samples, m.record_bytes)))
             for folder, m in manifests
         ]
         self._starts = np.cumsum([0] + [len(m) for m in self._maps])
@@ -164,11 +165,14 @@ class StoreSource:
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Packed features (B, feature_bytes) and int64 labels (B,) for global sample ``indices``."""
-        which = np.searchsorted(self._starts, indices, side="right") - 1
-        rows = np.empty((len(indices), self._feature_bytes + self._label_bytes), dtype=np.uint8)
-        for store_index in np.unique(which):
-            mask = which == store_index
-            rows[mask] = self._maps[store_index][indices[mask] - self._starts[store_index]]
+        if len(self._maps) == 1:
+            rows = self._maps[0].take(indices, axis=0)
+        else:
+            which = np.searchsorted(self._starts, indices, side="right") - 1
+            rows = np.empty((len(indices), self._feature_bytes + self._label_bytes), dtype=np.uint8)
+            for store_index in np.unique(which):
+                mask = which == store_index
+                rows[mask] = self._maps[store_index].take(indices[mask] - self._starts[store_index], axis=0)
         labels = rows[:, self._feature_bytes:].copy().view(f"<u{self._label_bytes}").reshape(-1)
         return rows[:, : self._feature_bytes], labels.astype(np.int64)
 

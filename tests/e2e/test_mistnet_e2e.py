@@ -1,0 +1,94 @@
+"""MistNet end to end: the example job's manifests, run by the real CLI as separate processes on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, fedmist
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = REPO / "examples" / "mnist-mistnet" / "job.yaml"
+
+
+def _job_yaml(tmp_path: Path, epochs: int = 2, **env_changes: str | None) -> Path:
+    """The example job with fewer cloud epochs (and any env changes; None removes a variable)."""
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    job = next(d for d in docs if d["kind"] == "FederatedLearningJob")
+    containers = [job["spec"]["aggregationWorker"]["template"]["spec"]["containers"][0]] + [
+        w["template"]["spec"]["containers"][0] for w in job["spec"]["trainingWorkers"]]
+    for index, container in enumerate(containers):
+        env = {e["name"]: e["value"] for e in container["env"]}
+        if index == 0:
+            env["epochs"] = str(epochs)
+        for name, value in env_changes.items():
+            env.pop(name, None) if value is None else env.__setitem__(name, value)
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def _run(job: Path, data: dict[str, Path], tmp_path: Path) -> tuple:
+    result = fedmist("run", "-f", str(job), "--path-map", f"/data={data['data']}",
+                     "--path-map", f"/pretrained={data['pretrained']}", "--path-map", f"/model={tmp_path / 'model'}",
+                     "--workdir", str(tmp_path / "run"), "--no-progress", timeout=240)
+    status_file = tmp_path / "run" / "status.json"
+    status = json.loads(status_file.read_text()) if status_file.exists() else {}
+    return result, status
+
+
+def test_mistnet_job_succeeds_with_accuracy_model_and_privacy_figures(small_fmnist, tmp_path):
+    result, status = _run(_job_yaml(tmp_path), small_fmnist, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert status["phase"] == "Succeeded"
+    metrics = status["metrics"]
+    # 6k noisy-bit samples, 2 cloud epochs at epsilon 2: a broken channel (constant or random bits) sits near 0.1
+    assert metrics["accuracy"] > 0.72, metrics
+    assert metrics["privacy"]["features_per_sample"] == 1176
+    assert metrics["privacy"]["epsilon_per_sample"] == pytest.approx(2352.0)
+    assert len(metrics["history"]) == 2
+    for name in ("edge1", "edge2"):
+        worker = status["workers"][name]
+        assert worker["phase"] == "Succeeded" and worker["samples"] == 3000
+        # 147 B of packed bits + 1 label byte per image, plus framing: well under 150 B per image
+        assert 148 * 3000 <= worker["bytes_up"] <= 150 * 3000, worker
+    model = tmp_path / "model" / "lenet5-mistnet.pth"
+    assert model.is_file()
+    meta = json.loads(Path(f"{model}.json").read_text())
+    assert meta["cut_layer"] == 3 and meta["epsilon"] == 2.0 and meta["metrics"]["accuracy"] == metrics["accuracy"]
+    assert (tmp_path / "run" / "logs" / "cloud.log").read_text().count("uploaded") >= 2
+
+
+def test_mistnet_without_epsilon_is_a_one_line_manifest_error(tmp_path):
+    job = _job_yaml(tmp_path, epsilon=None)
+    result = fedmist("validate", "-f", str(job))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0] == (
+        f"error: {job}: FederatedLearningJob/mnist-mistnet: spec.aggregationWorker.template.spec.containers[0].env"
+        ".epsilon: required for aggregation_algorithm=mistnet; use epsilon: inf to disable noise explicitly")
+
+
+def test_dead_worker_fails_the_job_naming_it_and_keeps_stored_features(small_fmnist, tmp_path):
+    data = dict(small_fmnist)
+    broken = tmp_path / "data"
+    broken.mkdir()
+    (broken / "edge1").symlink_to(small_fmnist["data"] / "edge1")
+    (broken / "test").symlink_to(small_fmnist["data"] / "test")
+    data["data"] = broken  # edge2's dataset folder does not exist: its process fails while edge1 uploads
+    result, status = _run(_job_yaml(tmp_path), data, tmp_path)
+    assert result.returncode != 0
+    assert status["phase"] == "Failed"
+    message = status["conditions"][-1]["message"]
+    assert message.startswith("worker edge2 (trainer) exited with code 1: dataset fmnist-edge2:"), message
+    assert status["workers"]["edge2"]["phase"] == "Failed"
+    assert "reason: worker edge2" in result.stderr
+    # whatever edge1 had uploaded is still on disk
+    assert (tmp_path / "run" / "state" / "cloud" / "features" / "edge1" / "manifest.json").exists() or \
+        status["workers"]["edge1"]["bytes_up"] == 0
