@@ -1,0 +1,132 @@
+"""The aggregator's upload server over a real websocket on 127.0.0.1: hostile input is refused, never fatal."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import numpy as np
+import pytest
+
+from fedmist.transport import ws
+from fedmist.transport.base import TransportError
+from fedmist.wire.envelope import Envelope, ProtocolError
+from fedmist.wire.tensors import decode_arrays, encode_arrays
+from fedmist.worker import protocol as msg
+from fedmist.worker.feature_store import open_complete_stores
+from fedmist.worker.upload_server import UploadPlan, UploadServer
+
+TOKEN = "s3cret-token"
+
+
+def _plan(tmp_path, participants: int = 1) -> UploadPlan:
+    task = msg.TaskMeta(algorithm="mistnet", model="lenet5", cut_layer=3, epsilon="2.0", batch_size=32,
+                        num_classes=10, chunk_records=4)
+    return UploadPlan(job="job", task=task, edge_weights=encode_arrays({"0.weight": np.ones((2, 2), np.float32)}),
+                      participants=participants, token=TOKEN, store_root=tmp_path, hello_timeout=2, idle_timeout=2)
+
+
+async def _with_server(plan, body):
+    server = UploadServer(plan)
+    listener = await ws.serve(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        return await body(server, f"ws://127.0.0.1:{port}")
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+def _hello(worker: str, token: str = TOKEN, n: int = 6) -> Envelope:
+    return Envelope(type=msg.HELLO, job="job", worker=worker, meta={"role": "trainer", "token": token, "num_samples": n})
+
+
+async def _upload(url: str, worker: str, rows: np.ndarray) -> msg.AckMeta:
+    channel = await ws.connect(url)
+    await channel.send(_hello(worker, n=len(rows)))
+    task_env, body = await channel.recv(5)
+    task = msg.parse_meta(task_env, msg.TASK)
+    assert decode_arrays(body)["0.weight"].sum() == 4 and task.cut_layer == 3
+    meta = {"num_samples": len(rows), "feature_bytes": rows.shape[1] - 1, "label_bytes": 1, "feature_shape": [8 * (rows.shape[1] - 1)]}
+    data = rows.tobytes()
+    for start in range(0, len(rows), 4):
+        chunk = rows[start:start + 4].tobytes()
+        await channel.send(Envelope(type=msg.RECORDS, job="job", worker=worker, kind="records", size=len(data),
+                                    offset=start * rows.shape[1], meta=meta), chunk)
+    await channel.send(Envelope(type=msg.RECORDS_DONE, job="job", worker=worker, meta={
+        "num_samples": len(rows), "sha256": hashlib.sha256(data).hexdigest(), "compute_s": 0.1, "bytes_up": len(data)}))
+    ack_env, _ = await channel.recv(5)
+    await channel.close()
+    return msg.parse_meta(ack_env, msg.ACK)
+
+
+async def _rejected(url: str, frames: list[Envelope | bytes]) -> str:
+    channel = await ws.connect(url)
+    for frame in frames:
+        if isinstance(frame, bytes):
+            await channel._conn.send(frame)  # raw, possibly malformed, bytes straight onto the socket
+        else:
+            await channel.send(frame)
+    try:
+        reply, _ = await channel.recv(5)
+    except TransportError as exc:
+        return f"closed: {exc}"
+    finally:
+        await channel.close()
+    assert reply.type == msg.ERROR
+    return reply.meta["reason"]
+
+
+def test_bad_peers_are_refused_and_a_good_edge_still_uploads(tmp_path):
+    rows = np.arange(6 * 3, dtype=np.uint8).reshape(6, 3)
+
+    async def body(server, url):
+        assert await _rejected(url, [_hello("edge1", token="wrong")]) == "worker 'edge1' presented a wrong token"
+        assert "header length" in await _rejected(url, [b"\xff\xff\xff\xffgarbage"])
+        assert "unexpected message 'records'" in await _rejected(url, [Envelope(type=msg.RECORDS, job="job", worker="x")])
+        assert "meta.num_samples" in await _rejected(url, [Envelope(type=msg.HELLO, job="job", worker="x",
+                                                                   meta={"role": "trainer", "num_samples": -1})])
+        assert "belongs to job 'other'" in await _rejected(
+            url, [Envelope(type=msg.HELLO, job="other", worker="edge1", meta={"role": "trainer", "token": TOKEN, "num_samples": 6})])
+        ack = await _upload(url, "edge1", rows)
+        assert ack.complete and ack.received == 6
+        assert server.complete == ["edge1"]
+        assert await _rejected(url, [_hello("edge9")]) == "worker 'edge9' is not expected: all 1 participants known"
+
+    asyncio.run(_with_server(_plan(tmp_path), body))
+    features, labels = open_complete_stores(tmp_path).batch(np.arange(6))
+    assert np.array_equal(features, rows[:, :2]) and labels.tolist() == rows[:, 2].tolist()
+
+
+def test_second_connection_with_a_connected_name_is_refused(tmp_path):
+    async def body(server, url):
+        first = await ws.connect(url)
+        await first.send(_hello("edge1"))
+        await first.recv(5)  # task: edge1 is now connected
+        reason = await _rejected(url, [_hello("edge1")])
+        await first.close()
+        return reason
+
+    assert asyncio.run(_with_server(_plan(tmp_path, participants=2), body)) == "worker 'edge1' is already connected"
+
+
+def test_wrong_hash_at_the_end_is_refused_and_nothing_is_marked_complete(tmp_path):
+    rows = np.zeros((4, 3), dtype=np.uint8)
+
+    async def body(server, url):
+        channel = await ws.connect(url)
+        await channel.send(_hello("edge1", n=4))
+        await channel.recv(5)
+        meta = {"num_samples": 4, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
+        await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=12, meta=meta),
+                           rows.tobytes())
+        await channel.send(Envelope(type=msg.RECORDS_DONE, job="job", worker="edge1", meta={
+            "num_samples": 4, "sha256": "0" * 64, "compute_s": 0.0, "bytes_up": 12}))
+        reply, _ = await channel.recv(5)
+        await channel.close()
+        return reply, server.complete
+
+    reply, complete = asyncio.run(_with_server(_plan(tmp_path), body))
+    assert reply.type == msg.ERROR and "sha256 does not match" in reply.meta["reason"] and complete == []
+    with pytest.raises(ProtocolError, match="peer reported an error"):
+        msg.parse_meta(reply, msg.ACK)
