@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     job = _load_job(args)
     workdir = Path(args.workdir) if args.workdir else Path("runs") / job.name
-    options = RunOptions(workdir=workdir, timeout_s=args.timeout, progress=not args.no_progress)
+    options = RunOptions(workdir=workdir, timeout_s=args.timeout, progress=not args.no_progress, tls=not args.no_tls)
     return LocalJob(job, options).run()
 
 
@@ -85,6 +85,15 @@ def cmd_data_split(args: argparse.Namespace) -> int:
                        for name, info in summary.get("splits", summary).items()
                        if isinstance(info, (dict, int)))
     print(f"wrote {args.out}: {counts}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from fedmist.data.image_index import export_pngs
+
+    edges = [int(x) for x in args.edges.split(",") if x.strip()] or None
+    counts = export_pngs(args.source, args.out, limit=args.limit, edges=edges, seed=args.seed)
+    print(f"wrote {args.out}: " + ", ".join(f"{name} {n} (index.txt)" for name, n in counts.items()))
     return 0
 
 
@@ -133,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", help="where status.json, logs and state go (default runs/<job name>)")
     run.add_argument("--timeout", type=float, default=24 * 3600.0, help="fail the job after this many seconds")
     run.add_argument("--no-progress", action="store_true", help="no live progress, only the final summary")
+    run.add_argument("--no-tls", action="store_true",
+                     help="plain ws instead of wss with a per-job CA (frames are still authenticated by MAC)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check manifests and print what would run")
@@ -155,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--alpha", type=float, default=None, help="Dirichlet alpha for non-IID edges (default IID)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=cmd_data_split)
+    export = data_sub.add_parser("export", help="write an MNIST-format dataset as PNG files with Sedna txt indexes")
+    export.add_argument("--source", default="/usr/share/datasets/fashion-mnist",
+                        help="folder with train-*/t10k-* IDX files (default: Debian's Fashion-MNIST)")
+    export.add_argument("--out", required=True, help="output folder (train/ or edge1/.., and test/)")
+    export.add_argument("--limit", type=int, default=None, help="at most this many images per split")
+    export.add_argument("--edges", default="", help="images per edge, comma-separated (IID split of train)")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(func=cmd_data_export)
 
     pre = sub.add_parser("pretrain", help="train the full model on the public split; write the pretrained file")
     pre.add_argument("--data", required=True, help="IDX dataset folder (e.g. the public split)")

@@ -26,6 +26,7 @@ from fedmist.launch.progress import ProgressView
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.params import PARSERS
+from fedmist.transport.tls import TlsFiles, make_job_pki
 
 POLL_S = 0.1
 GRACE_S = 5.0
@@ -37,6 +38,7 @@ class RunOptions:
     timeout_s: float = 24 * 3600.0
     progress: bool = True
     bind_host: str = "127.0.0.1"
+    tls: bool = True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,6 +71,7 @@ class LocalJob:
         self._popen: dict[str, subprocess.Popen] = {}
         self._psutil: dict[str, psutil.Process] = {}
         self.reports: dict[str, dict[str, Any]] = {}
+        self._tls: TlsFiles | None = None
 
     # -- paths -------------------------------------------------------------------------------------------------
     def report_path(self, name: str) -> Path:
@@ -84,6 +87,8 @@ class LocalJob:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for stale in (self.workdir / "reports").glob("*.json"):
             stale.unlink()
+        self._tls = make_job_pki(self.workdir / "tls", self.job.name, [self.options.bind_host, "localhost"]) \
+            if self.options.tls else None
         view = ProgressView(self.job.name, enabled=self.options.progress)
         deadline = time.monotonic() + self.options.timeout_s
         try:
@@ -144,6 +149,10 @@ class LocalJob:
             "OMP_NUM_THREADS": str(threads),
             "PYTHONUNBUFFERED": "1",
         })
+        if self._tls is not None and worker.role == "aggregator":
+            env.update(FEDMIST_TLS_CERT=str(self._tls.cert), FEDMIST_TLS_KEY=str(self._tls.key))
+        elif self._tls is not None:
+            env["FEDMIST_TLS_CA"] = str(self._tls.ca)
         return env
 
     def _poll(self) -> None:

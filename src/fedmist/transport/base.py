@@ -27,3 +27,7 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the connection (idempotent)."""
+
+
+class AuthenticationError(TransportError):
+    """The peer could not be authenticated (certificate, token): retrying will not help."""

@@ -7,14 +7,15 @@ import logging
 import random
 import time
 
-from fedmist.transport.base import TransportError
+from fedmist.transport.base import AuthenticationError, TransportError
+from fedmist.transport.security import Security
 from fedmist.transport.ws import WsChannel, connect
 
 log = logging.getLogger("fedmist.transport")
 
 
 async def connect_with_retry(url: str, deadline_s: float = 120.0, first_delay_s: float = 0.1,
-                             max_delay_s: float = 5.0) -> WsChannel:
+                             max_delay_s: float = 5.0, security: Security | None = None) -> WsChannel:
     """Try ``url`` until it answers or ``deadline_s`` passes (then raise the last TransportError)."""
     end = time.monotonic() + deadline_s
     delay = first_delay_s
@@ -22,7 +23,9 @@ async def connect_with_retry(url: str, deadline_s: float = 120.0, first_delay_s:
     while True:
         attempt += 1
         try:
-            return await connect(url, timeout=max(1.0, min(10.0, end - time.monotonic())))
+            return await connect(url, timeout=max(1.0, min(10.0, end - time.monotonic())), security=security)
+        except AuthenticationError:
+            raise
         except TransportError as exc:
             remaining = end - time.monotonic()
             if remaining <= 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.client import connect as _ws_connect
@@ -15,7 +16,8 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as _ws_serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
-from fedmist.transport.base import Channel, TransportError
+from fedmist.transport.base import AuthenticationError, Channel, TransportError
+from fedmist.transport.security import Security
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -26,15 +28,16 @@ Handler = Callable[["WsChannel"], Awaitable[None]]
 class WsChannel(Channel):
     """A :class:`Channel` over one websocket connection."""
 
-    def __init__(self, connection, peer: str, limits: Limits) -> None:
+    def __init__(self, connection, peer: str, limits: Limits, mac_key: bytes | None = None) -> None:
         self._conn = connection
         self.peer = peer
         self.limits = limits
+        self._mac_key = mac_key
         self.bytes_sent = 0
         self.bytes_received = 0
 
     async def send(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> int:
-        frame = encode(envelope, body)
+        frame = encode(envelope, body, self._mac_key)
         try:
             await self._conn.send(frame)
         except ConnectionClosed as exc:
@@ -53,19 +56,21 @@ class WsChannel(Channel):
         if isinstance(frame, str):
             raise ProtocolError("text websocket message; fedmist frames are binary")
         self.bytes_received += len(frame)
-        return decode(frame, self.limits)
+        return decode(frame, self.limits, self._mac_key)
 
     async def close(self) -> None:
         await self._conn.close()
 
 
-async def serve(handler: Handler, host: str, port: int, limits: Limits | None = None) -> Server:
-    """Start a websocket server calling ``handler(channel)`` for every connection."""
+async def serve(handler: Handler, host: str, port: int, limits: Limits | None = None,
+                security: Security | None = None) -> Server:
+    """Start a websocket (or, with a server TLS context, wss) server calling ``handler(channel)`` per connection."""
     limits = limits or Limits()
+    security = security or Security()
 
     async def _on_connection(conn: ServerConnection) -> None:
         host_port = conn.remote_address[:2] if conn.remote_address else ("?", 0)
-        channel = WsChannel(conn, f"{host_port[0]}:{host_port[1]}", limits)
+        channel = WsChannel(conn, f"{host_port[0]}:{host_port[1]}", limits, security.mac_key)
         await handler(channel)
 
     return await _ws_serve(
@@ -79,12 +84,18 @@ async def serve(handler: Handler, host: str, port: int, limits: Limits | None = 
         ping_interval=20,
         ping_timeout=60,
         close_timeout=5,
+        ssl=security.server_ssl,
     )
 
 
-async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0) -> WsChannel:
-    """Open a channel to the aggregator at ``url`` (``ws://host:port``), within ``timeout`` seconds."""
+async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0,
+                  security: Security | None = None) -> WsChannel:
+    """Open a channel to the aggregator at ``url`` (``ws://`` or ``wss://host:port``) within ``timeout`` s.
+
+    With a client TLS context the server's certificate is verified against the job CA."""
     limits = limits or Limits()
+    security = security or Security()
+    extra = {"ssl": security.client_ssl} if url.startswith("wss://") else {}
     try:
         conn = await _ws_connect(
             url,
@@ -96,7 +107,10 @@ async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0)
             ping_timeout=60,
             close_timeout=5,
             proxy=None,
+            **extra,
         )
+    except ssl.SSLCertVerificationError as exc:
+        raise AuthenticationError(f"cannot verify the server at {url}: {exc.verify_message or exc}") from None
     except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
         raise TransportError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}") from None
-    return WsChannel(conn, url, limits)
+    return WsChannel(conn, url, limits, security.mac_key)

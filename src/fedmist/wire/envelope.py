@@ -1,14 +1,17 @@
 """The one message envelope every fedmist peer speaks (DESIGN section 6).
 
-A frame is ``4-byte big-endian header length | JSON header | binary body``. The header is small and
-self-describing; the body is raw bytes (safetensors, packed bits, little-endian arrays) whose size and
-SHA-256 the header declares, so a receiver can check a chunk before it touches its disk or its model.
+A frame is ``4-byte big-endian header length | JSON header | [32-byte MAC] | binary body``. The header is
+small and self-describing; the body is raw bytes (safetensors, packed bits, little-endian arrays) whose size
+and SHA-256 the header declares, so a receiver can check a chunk before it touches its disk or its model.
+When the peers share a job key, the MAC (HMAC-SHA256 over the length prefix and the header, which carries
+the body's hash) follows the header, so a relay can alter neither header nor body unnoticed.
 Nothing here ever unpickles anything: JSON and bytes only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import struct
@@ -17,6 +20,7 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 _LEN = struct.Struct(">I")
+MAC_BYTES = 32
 
 #: Payload kinds a body may carry. "none" means an empty body.
 PAYLOAD_KINDS = frozenset({"none", "json", "safetensors", "records", "raw"})
@@ -85,22 +89,30 @@ def sha256_hex(data: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> bytes:
-    """Serialise one frame. ``size``/``sha256`` are filled in for single-frame payloads when left unset."""
+def frame_mac(mac_key: bytes, prefix_and_header: bytes | memoryview) -> bytes:
+    """The frame's authentication tag: HMAC-SHA256 of the length prefix and the JSON header."""
+    return hmac.new(mac_key, prefix_and_header, hashlib.sha256).digest()
+
+
+def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"", mac_key: bytes | None = None) -> bytes:
+    """Serialise one frame. ``size``/``sha256`` are filled in for single-frame payloads when left unset;
+    with ``mac_key`` the frame carries a MAC (the receiver must hold the same key)."""
     header = {name: getattr(envelope, name) for name in _FIELD_TYPES}
     if body and not envelope.sha256:
         header["sha256"] = sha256_hex(body)
     if body and envelope.size == 0:
         header["size"] = len(body)
     raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    return _LEN.pack(len(raw)) + raw + bytes(body)
+    head = _LEN.pack(len(raw)) + raw
+    return head + (frame_mac(mac_key, head) if mac_key else b"") + bytes(body)
 
 
-def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None) -> tuple[Envelope, memoryview]:
+def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None,
+           mac_key: bytes | None = None) -> tuple[Envelope, memoryview]:
     """Parse and validate one frame; raise :class:`ProtocolError` on anything malformed.
 
-    Validation covers framing, header size, JSON shape, field types, payload bounds and the body hash, so
-    callers only ever see well-formed envelopes.
+    Validation covers framing, header size, the MAC (checked before the header is even parsed), JSON
+    shape, field types, payload bounds and the body hash, so callers only ever see well-formed envelopes.
     """
     limits = limits or Limits()
     view = memoryview(frame).cast("B") if not isinstance(frame, memoryview) else frame.cast("B")
@@ -109,14 +121,18 @@ def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None) 
     (header_len,) = _LEN.unpack_from(view, 0)
     if header_len == 0 or header_len > limits.max_header_bytes:
         raise ProtocolError(f"header length {header_len} outside 1..{limits.max_header_bytes}")
-    if _LEN.size + header_len > len(view):
+    head_end = _LEN.size + header_len
+    tag_bytes = MAC_BYTES if mac_key else 0
+    if head_end + tag_bytes > len(view):
         raise ProtocolError(f"header length {header_len} exceeds frame of {len(view)} bytes")
+    if mac_key and not hmac.compare_digest(bytes(view[head_end:head_end + MAC_BYTES]), frame_mac(mac_key, view[:head_end])):
+        raise ProtocolError("frame MAC mismatch: altered in transit or sent with another job key")
     try:
         header = json.loads(bytes(view[_LEN.size : _LEN.size + header_len]), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"header is not valid JSON: {_short(exc)}") from None
     envelope = _validate_header(header, limits)
-    body = view[_LEN.size + header_len :]
+    body = view[head_end + tag_bytes :]
     _validate_body(envelope, body, limits)
     return envelope, body
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedmist.spec.params import JobParams, parse_params
+from fedmist.transport.security import Security
 
 DEFAULT_AGG_PORT = 7363
 
@@ -42,6 +43,21 @@ class WorkerContext:
     status_file: Path | None
     state_dir: Path
     threads: int
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+    def security(self) -> Security:
+        """TLS contexts and frame MACs for this worker's channels (from FEDMIST_TLS_* and FEDMIST_TOKEN)."""
+        try:
+            return Security.from_files(self.token, self.tls_cert, self.tls_key, self.tls_ca)
+        except (OSError, ValueError) as exc:
+            raise ContextError(f"TLS setup failed: {exc}") from None
+
+    def aggregator_url(self) -> str:
+        """Where trainers reach the aggregator: wss when a CA to verify it is configured."""
+        scheme = "wss" if self.tls_ca else "ws"
+        return f"{scheme}://{self.agg_ip}:{self.agg_port}"
 
     @classmethod
     def from_env(cls, role: str, env: Mapping[str, str] | None = None) -> "WorkerContext":
@@ -73,6 +89,9 @@ class WorkerContext:
             status_file=Path(env["FEDMIST_STATUS_FILE"]) if env.get("FEDMIST_STATUS_FILE") else None,
             state_dir=Path(env.get("FEDMIST_STATE_DIR") or state_default),
             threads=_int(env, "FEDMIST_THREADS", os.cpu_count() or 1),
+            tls_cert=env.get("FEDMIST_TLS_CERT", ""),
+            tls_key=env.get("FEDMIST_TLS_KEY", ""),
+            tls_ca=env.get("FEDMIST_TLS_CA", ""),
         )
 
 

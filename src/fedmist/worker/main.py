@@ -35,7 +35,18 @@ def _runners() -> dict[tuple[str, str], Callable[[], Runner]]:
 
         return run_mistnet_trainer
 
-    return {("aggregator", "mistnet"): mistnet_aggregator, ("trainer", "mistnet"): mistnet_trainer}
+    def rounds_aggregator() -> Runner:
+        from fedmist.worker.rounds_aggregator import run_rounds_aggregator
+
+        return run_rounds_aggregator
+
+    def rounds_trainer() -> Runner:
+        from fedmist.worker.rounds_trainer import run_rounds_trainer
+
+        return run_rounds_trainer
+
+    return {("aggregator", "mistnet"): mistnet_aggregator, ("trainer", "mistnet"): mistnet_trainer,
+            ("aggregator", "rounds"): rounds_aggregator, ("trainer", "rounds"): rounds_trainer}
 
 
 def family_of(algorithm: str) -> str:
@@ -63,7 +74,7 @@ def run_worker(role: str, args: list[str] | None = None) -> int:
         return 2
     try:
         result = loader()(ctx)
-    except JobFailure as exc:
+    except (JobFailure, ContextError) as exc:
         log.error("job failed: %s", exc)
         record_failure(ctx.status_file, ctx.worker, role, str(exc))
         return 1

@@ -122,8 +122,10 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
 
 async def _collect(server: UploadServer, ctx: WorkerContext, timeout: float, min_complete: int) -> list[str]:
-    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, Limits())
-    log.info("aggregator listening on %s:%d for %d edges", ctx.bind_host, ctx.agg_bind_port, ctx.participants)
+    security = ctx.security()
+    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, Limits(), security)
+    log.info("aggregator listening on %s://%s:%d for %d edges", security.scheme, ctx.bind_host, ctx.agg_bind_port,
+             ctx.participants)
     try:
         return await server.wait(timeout, min_complete)
     except TimeoutError as exc:

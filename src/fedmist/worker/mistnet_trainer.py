@@ -53,8 +53,12 @@ def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
 
 
 async def _run(ctx: WorkerContext, images: np.ndarray, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
-    url = f"ws://{ctx.agg_ip}:{ctx.agg_port}"
-    channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0)
+    url = ctx.aggregator_url()
+    try:
+        channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0,
+                                           security=ctx.security())
+    except TransportError as exc:
+        raise JobFailure(str(exc)) from None
     try:
         await channel.send(_envelope(ctx, msg.HELLO, {
             "role": "trainer", "token": ctx.token, "num_samples": len(images), "dataset": ctx.dataset_name}))

@@ -1,0 +1,70 @@
+"""Frame MACs, job TLS and their failures: tampering, a wrong key and a wrong CA each fail with their error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fedmist.transport import ws
+from fedmist.transport.base import AuthenticationError
+from fedmist.transport.security import Security, derive_mac_key
+from fedmist.transport.tls import make_job_pki
+from fedmist.wire.envelope import Envelope, ProtocolError, decode, encode
+
+KEY = derive_mac_key("job-token")
+
+
+def test_mac_round_trip_and_tampering_is_detected():
+    frame = bytearray(encode(Envelope(type="fit", job="j", worker="w", kind="raw"), b"weights", mac_key=KEY))
+    env, body = decode(bytes(frame), mac_key=KEY)
+    assert bytes(body) == b"weights" and env.type == "fit"
+    frame[10] ^= 0x01  # a relay flips one bit of the header
+    with pytest.raises(ProtocolError, match="frame MAC mismatch"):
+        decode(bytes(frame), mac_key=KEY)
+    with pytest.raises(ProtocolError, match="frame MAC mismatch"):
+        decode(encode(Envelope(type="fit", job="j", worker="w"), mac_key=derive_mac_key("other")), mac_key=KEY)
+    tampered_body = bytearray(encode(Envelope(type="fit", job="j", worker="w", kind="raw"), b"weights", mac_key=KEY))
+    tampered_body[-1] ^= 0xFF  # the body is covered through the MAC'd sha256
+    with pytest.raises(ProtocolError, match="body sha256 mismatch"):
+        decode(bytes(tampered_body), mac_key=KEY)
+
+
+async def _echo_once(channel):
+    envelope, body = await channel.recv(5)
+    await channel.send(envelope, body)
+    await channel.close()
+
+
+def _round_trip(server_security: Security, client_security: Security, scheme: str) -> bytes:
+    async def main():
+        server = await ws.serve(_echo_once, "127.0.0.1", 0, security=server_security)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            channel = await ws.connect(f"{scheme}://127.0.0.1:{port}", security=client_security, timeout=5)
+            await channel.send(Envelope(type="t", job="j", worker="w", kind="raw"), b"over tls")
+            _, body = await channel.recv(5)
+            await channel.close()
+            return bytes(body)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    return asyncio.run(main())
+
+
+def test_wss_with_the_job_ca_works_and_a_wrong_ca_is_refused(tmp_path):
+    job = make_job_pki(tmp_path / "job", "job", ["127.0.0.1"])
+    other = make_job_pki(tmp_path / "other", "other", ["127.0.0.1"])
+    server = Security.from_files("tok", cert=str(job.cert), key=str(job.key))
+    good = Security.from_files("tok", ca=str(job.ca))
+    assert _round_trip(server, good, "wss") == b"over tls"
+    wrong_ca = Security.from_files("tok", ca=str(other.ca))
+    with pytest.raises(AuthenticationError, match="cannot verify the server"):
+        _round_trip(server, wrong_ca, "wss")
+    assert (job.key.stat().st_mode & 0o777) == 0o600
+
+
+def test_missing_tls_file_is_named():
+    with pytest.raises(FileNotFoundError, match="TLS file not found: /nope/ca.crt"):
+        Security.from_files("tok", ca="/nope/ca.crt")
