@@ -46,6 +46,28 @@ class WorkerContext:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    agg_data_path: str = ""
+    s3_endpoint_url: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = ""
+
+    def s3(self):
+        """The S3 transmitter when ``TRANSMITTER=s3`` (boto3 is imported only then), else None."""
+        if self.transmitter != "s3":
+            return None
+        from fedmist.transport.s3 import S3Error, S3Location, S3Transmitter
+
+        try:
+            location = S3Location.parse(self.agg_data_path)
+        except S3Error as exc:
+            raise ContextError(f"AGG_DATA_PATH: {exc}") from None
+        return S3Transmitter(location, self.s3_endpoint_url, self.access_key_id, self.secret_access_key)
+
+    def payload_key(self, worker: str, name: str) -> str:
+        """Object key of one payload: ``<prefix>/<job>/<worker>/<name>``."""
+        from fedmist.transport.s3 import S3Location
+
+        return S3Location.parse(self.agg_data_path).key(self.job, worker, name)
 
     def security(self) -> Security:
         """TLS contexts and frame MACs for this worker's channels (from FEDMIST_TLS_* and FEDMIST_TOKEN)."""
@@ -74,7 +96,7 @@ class WorkerContext:
             namespace=env.get("NAMESPACE", "default"),
             worker=worker,
             participants=_int(env, "PARTICIPANTS_COUNT", 1),
-            transmitter=env.get("TRANSMITTER", "ws"),
+            transmitter=_choice(env, "TRANSMITTER", ("ws", "s3"), "ws"),
             params=params,
             model_url=env.get("MODEL_URL", ""),
             pretrained_model_url=env.get("PRETRAINED_MODEL_URL", ""),
@@ -92,6 +114,10 @@ class WorkerContext:
             tls_cert=env.get("FEDMIST_TLS_CERT", ""),
             tls_key=env.get("FEDMIST_TLS_KEY", ""),
             tls_ca=env.get("FEDMIST_TLS_CA", ""),
+            agg_data_path=env.get("AGG_DATA_PATH", ""),
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL", ""),
+            access_key_id=env.get("ACCESS_KEY_ID", ""),
+            secret_access_key=env.get("SECRET_ACCESS_KEY", ""),
         )
 
 
@@ -105,4 +131,11 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ContextError(f"{name} must be an integer (got {raw!r})") from None
     if value < 0:
         raise ContextError(f"{name} must not be negative (got {raw!r})")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name, "") or default
+    if value not in allowed:
+        raise ContextError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
     return value

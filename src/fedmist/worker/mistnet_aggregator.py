@@ -57,6 +57,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     test = _load_test_set(params.test_dataset_url)
 
     store_root = ctx.state_dir / "features"
+    transmitter = _s3_ready(ctx)
     server = UploadServer(
         UploadPlan(
             job=ctx.job,
@@ -71,6 +72,8 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
             participants=ctx.participants,
             token=ctx.token,
             store_root=store_root,
+            s3=transmitter,
+            key_for=(lambda worker: ctx.payload_key(worker, "records.u8")) if transmitter else None,
         ),
     )
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
@@ -116,6 +119,9 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     reporter.update(force=True, stage="saving")
     model_path = _save_model(ctx, full, cut, epsilon, debias, metrics, privacy, history)
+    if transmitter is not None and not ctx.params.keep_payloads:
+        removed = transmitter.delete_prefix(transmitter.location.key(ctx.job) + "/")
+        log.info("removed %d payload objects of job %s from S3 (keep_payloads=false)", removed, ctx.job)
     reporter.update(force=True, phase="Succeeded", stage="done", metrics=metrics, history=history,
                     model_path=str(model_path))
     return metrics
@@ -133,6 +139,20 @@ async def _collect(server: UploadServer, ctx: WorkerContext, timeout: float, min
     finally:
         ws_server.close()
         await ws_server.wait_closed()
+
+
+def _s3_ready(ctx: WorkerContext):
+    """The S3 transmitter with its bucket in place, or None for ws; failures become one-line job failures."""
+    transmitter = ctx.s3()
+    if transmitter is None:
+        return None
+    from fedmist.transport.s3 import S3Error
+
+    try:
+        transmitter.ensure_bucket()
+    except S3Error as exc:
+        raise JobFailure(str(exc)) from None
+    return transmitter
 
 
 def _edges_status(server: UploadServer) -> dict[str, dict[str, Any]]:

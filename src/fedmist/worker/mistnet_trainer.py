@@ -77,7 +77,7 @@ async def _run(ctx: WorkerContext, images: np.ndarray, labels: np.ndarray, repor
         raise JobFailure(f"aggregator {url}: {exc}") from None
     finally:
         await channel.close()
-    figures.update(bytes_up=channel.bytes_sent, bytes_down=channel.bytes_received)
+    figures.update(bytes_up=channel.bytes_sent + figures.pop("bytes_s3"), bytes_down=channel.bytes_received)
     reporter.update(force=True, phase="Succeeded", stage="done", **figures)
     return figures
 
@@ -97,6 +97,32 @@ def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
     return edge
 
 
+class _RecordStream:
+    """Extraction as a stream of record chunks ``(first_index, bytes)``; counts edge compute and hashes all."""
+
+    def __init__(self, edge: torch.nn.Module, images: np.ndarray, labels: np.ndarray, epsilon: float,
+                 chunk_records: int, label_bytes: int, seed: int) -> None:
+        self._batches = iter_extract(edge, images, epsilon, batch_size=chunk_records, seed=seed)
+        self._labels = labels
+        self._label_bytes = label_bytes
+        self.digest = hashlib.sha256()
+        self.compute_s = 0.0
+
+    def __iter__(self):
+        while True:
+            started = time.perf_counter()
+            item = next(self._batches, None)
+            self.compute_s += time.perf_counter() - started
+            if item is None:
+                return
+            start, packed = item
+            labels = self._labels[start:start + len(packed)].astype(f"<u{self._label_bytes}")
+            rows = np.concatenate([packed, labels.view(np.uint8).reshape(len(packed), self._label_bytes)], axis=1)
+            data = rows.tobytes()
+            self.digest.update(data)
+            yield start, data
+
+
 async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module,
                   images: np.ndarray, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
     epsilon = msg.parse_epsilon(task.epsilon)
@@ -104,37 +130,35 @@ async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge
     feature_bytes = (int(np.prod(shape)) + 7) // 8
     label_bytes = 1 if task.num_classes <= 256 else 2
     record = feature_bytes + label_bytes
-    sent_labels = _labels_to_send(labels, task, ctx)
     layout = {"num_samples": len(images), "feature_bytes": feature_bytes, "label_bytes": label_bytes,
               "feature_shape": list(shape)}
-    digest = hashlib.sha256()
-    compute_s = 0.0
-    resume = task.resume_records
-    reporter.update(force=True, stage="extracting", received=resume)
-    batches = iter_extract(edge, images, epsilon, batch_size=task.chunk_records, seed=_noise_seed(ctx))
-    while True:
-        started = time.perf_counter()
-        item = next(batches, None)
-        compute_s += time.perf_counter() - started
-        if item is None:
-            break
-        start, packed = item
-        rows = np.concatenate([packed, sent_labels[start:start + len(packed)].astype(f"<u{label_bytes}")
-                               .view(np.uint8).reshape(len(packed), label_bytes)], axis=1)
-        data = rows.tobytes()
-        digest.update(data)
-        skip = max(0, min(len(rows), resume - start))
-        if skip < len(rows):
-            await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
-                                        size=len(images) * record, offset=(start + skip) * record, meta=layout),
-                               data[skip * record:])
-        reporter.update(stage="uploading", received=start + len(rows), compute_s=round(compute_s, 3))
-    await channel.send(_envelope(ctx, msg.RECORDS_DONE, {
-        "num_samples": len(images), "sha256": digest.hexdigest(), "compute_s": compute_s,
-        "bytes_up": channel.bytes_sent}))
-    log.info("uploaded %d records of %d bytes; edge compute %.3f s", len(images), record, compute_s)
-    return {"samples": len(images), "compute_s": round(compute_s, 3), "record_bytes": record,
-            "feature_shape": list(shape), "epsilon": epsilon}
+    stream = _RecordStream(edge, images, _labels_to_send(labels, task, ctx), epsilon, task.chunk_records,
+                           label_bytes, _noise_seed(ctx))
+    reporter.update(force=True, stage="extracting", received=task.resume_records)
+    done: dict[str, Any] = {"num_samples": len(images)}
+    done_bytes_s3 = 0
+    transmitter = ctx.s3()
+    if transmitter is None:
+        for start, data in stream:
+            skip = max(0, min(len(data) // record, task.resume_records - start))
+            if skip * record < len(data):
+                await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
+                                            size=len(images) * record, offset=(start + skip) * record, meta=layout),
+                                   data[skip * record:])
+            reporter.update(stage="uploading", received=start + len(data) // record,
+                            compute_s=round(stream.compute_s, 3))
+    else:
+        key = ctx.payload_key(ctx.worker, "records.u8")
+        reporter.update(force=True, stage="uploading", object_key=key)
+        sha, size = await asyncio.to_thread(transmitter.upload, key, (data for _, data in stream))
+        done.update(object_key=key, layout=layout)
+        done_bytes_s3 = size
+    done.update(sha256=stream.digest.hexdigest(), compute_s=stream.compute_s, bytes_up=channel.bytes_sent)
+    await channel.send(_envelope(ctx, msg.RECORDS_DONE, done))
+    log.info("uploaded %d records of %d bytes via %s; edge compute %.3f s", len(images), record,
+             ctx.transmitter, stream.compute_s)
+    return {"samples": len(images), "compute_s": round(stream.compute_s, 3), "record_bytes": record,
+            "feature_shape": list(shape), "epsilon": epsilon, "bytes_s3": done_bytes_s3}
 
 
 def _labels_to_send(labels: np.ndarray, task: msg.TaskMeta, ctx: WorkerContext) -> np.ndarray:

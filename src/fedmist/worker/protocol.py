@@ -59,6 +59,9 @@ class RecordsDoneMeta(_Meta):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     compute_s: float = Field(ge=0)
     bytes_up: int = Field(ge=0)
+    # S3 transmitter: the records went to this object instead of RECORDS frames
+    object_key: str = Field(default="", max_length=1024)
+    layout: RecordsMeta | None = None
 
 
 class AckMeta(_Meta):
@@ -71,7 +74,10 @@ class ErrorMeta(_Meta):
 
 
 class FitMeta(_Meta):
-    config: dict[str, float | int | str] = Field(default_factory=dict)
+    config: dict[str, float | int | str] = Field(default_factory=dict, max_length=48)
+    model: str = Field(default="", max_length=500)  # the aggregator decides the architecture for everyone
+    num_classes: int = Field(default=10, ge=2, le=65_536)
+    rounds: int = Field(default=0, ge=0, le=10**6)  # the planned number of rounds, for the trainer's progress
 
 
 class FitResultMeta(_Meta):

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.wire.envelope import Envelope, ProtocolError
@@ -46,6 +47,8 @@ class UploadPlan:
     store_root: Path
     hello_timeout: float = 30.0
     idle_timeout: float = 120.0
+    s3: Any = None  # an S3Transmitter when TRANSMITTER=s3: records arrive as an object, not as frames
+    key_for: Callable[[str], str] | None = None  # worker -> the only object key that worker may name
 
 
 @dataclass
@@ -139,10 +142,15 @@ class UploadServer:
                     self.on_change()
                     continue
                 done = msg.parse_meta(envelope, msg.RECORDS_DONE)
-                if store is None:
-                    store = self._open_store(name, hello.num_samples)
                 if done.num_samples != hello.num_samples:
                     raise ProtocolError(f"done with {done.num_samples} samples, hello said {hello.num_samples}")
+                if done.object_key:
+                    edge.phase = "Downloading"
+                    self.on_change()
+                    store = await self._fetch_object(name, done, hello.num_samples)
+                    edge.bytes_up += store.manifest.num_samples * store.manifest.record_bytes
+                elif store is None:
+                    store = self._open_store(name, hello.num_samples)
                 store.finish(done.sha256)
                 edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
                 edge.bytes_down += await channel.send(
@@ -171,6 +179,39 @@ class UploadServer:
         if envelope.size != num_samples * store.manifest.record_bytes:
             raise ProtocolError(f"records payload size {envelope.size} does not match {num_samples} records")
         store.write(envelope.offset, body)
+        return store
+
+    async def _fetch_object(self, name: str, done: msg.RecordsDoneMeta, num_samples: int) -> WorkerStore:
+        """Download an edge's records object into its store, verifying size and hash on the way."""
+        if self.plan.s3 is None or self.plan.key_for is None:
+            raise ProtocolError("records sent as an object, but this job's transmitter is ws")
+        expected = self.plan.key_for(name)
+        if done.object_key != expected:
+            raise ProtocolError(f"worker '{name}' named object {done.object_key!r}; its payloads live at {expected!r}")
+        if done.layout is None or done.layout.num_samples != num_samples:
+            raise ProtocolError("object upload without a records layout for the announced samples")
+        layout = done.layout
+        store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples, feature_bytes=layout.feature_bytes,
+                                 label_bytes=layout.label_bytes, feature_shape=layout.feature_shape)
+        store.manifest.received = 0
+        size = num_samples * store.manifest.record_bytes
+        from fedmist.transport.s3 import S3Error
+
+        record = store.manifest.record_bytes
+        pending = bytearray()
+
+        def aligned_write(offset: int, data: bytes) -> None:
+            """S3 streams arbitrary block sizes; the store takes whole records."""
+            pending.extend(data)
+            whole = len(pending) // record * record
+            if whole:
+                store.write(offset + len(data) - len(pending), bytes(pending[:whole]))
+                del pending[:whole]
+
+        try:
+            await asyncio.to_thread(self.plan.s3.download, done.object_key, done.sha256, size, aligned_write)
+        except S3Error as exc:
+            raise ProtocolError(str(exc)) from None
         return store
 
     def _open_store(self, name: str, num_samples: int) -> WorkerStore:
