@@ -1,0 +1,141 @@
+"""Pretraining the MistNet model on the public split, optionally through the bit channel.
+
+Plain pretraining learns real-valued features; the edges then send only ``1[a > 0]`` with random flips,
+which the layers after the cut never saw. *Channel-aware* pretraining (``cut_layer`` given) runs the same
+channel inside the forward pass — binarize, randomized response at ``channel_epsilon``, the cloud's
+debiasing — with a straight-through estimator for the gradient, so the edge learns features that survive
+binarization and noise, and the cloud layers start from weights that already read bits. Using the public
+split for this is legitimate: it is public data, and no edge data is involved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedmist.data.tensors import images_to_tensor
+from fedmist.models.registry import build_model
+from fedmist.models.optim import OneCycleSGD
+from fedmist.models.split import resolve_cut
+from fedmist.privacy.channel import debias as debias_bits
+from fedmist.privacy.channel import keep_probability
+
+
+class BitChannel(nn.Module):
+    """Training-time stand-in for the edge->cloud channel with a surrogate gradient.
+
+    Forward: ``b = 1[s > 0]``, each bit flipped with probability ``1 - p``, optionally debiased — exactly
+    what the cloud will receive. Backward: the gradient of ``sigmoid(s / temperature)`` (scaled like the
+    debiasing), a smooth straight-through estimator. Unlike the identity estimator it fades away from
+    the threshold, so weights cannot grow without bound to push every unit on.
+    """
+
+    def __init__(self, epsilon: float, debias: bool = True, temperature: float = 0.5) -> None:
+        super().__init__()
+        self.epsilon = float(epsilon)
+        self.debias = debias
+        self.temperature = float(temperature)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        bits = (s > 0).to(s.dtype)
+        p = keep_probability(self.epsilon)
+        if p < 1.0:
+            flip = (torch.rand_like(s) < (1.0 - p)).to(s.dtype)
+            bits = bits + flip * (1.0 - 2.0 * bits)
+        scale = 1.0 / (2.0 * p - 1.0) if self.debias and p < 1.0 else 1.0
+        z = debias_bits(bits, self.epsilon) if self.debias else bits
+        soft = torch.sigmoid(s / self.temperature) * scale
+        return z.detach() + (soft - soft.detach())
+
+
+def _is_parametric(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=True))
+
+
+def surrogate_edge(edge: nn.Sequential) -> nn.Sequential:
+    """The edge without the ReLUs after its last weighted layer, when only ReLU/max-pool/flatten follow it.
+
+    Same bits (``1[relu(x) > 0] = 1[x > 0]`` and max-pooling commutes with ReLU), but the values below
+    zero survive, so a unit that is off still gets a gradient that can turn it on; with the ReLU in
+    place such units die and their bits carry nothing.
+    """
+    mods = list(edge)
+    weighted = [i for i, m in enumerate(mods) if _is_parametric(m)]
+    if not weighted:
+        return edge
+    head, tail = mods[: weighted[-1] + 1], mods[weighted[-1] + 1 :]
+    if not all(isinstance(m, (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity)) for m in tail):
+        return edge
+    return nn.Sequential(*head, *(m for m in tail if not isinstance(m, nn.ReLU)))
+
+
+def _default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def pretrain(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    model: str = "lenet5",
+    epochs: int = 5,
+    batch_size: int = 64,
+    max_lr: float = 0.05,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    cut_layer: int | str | None = None,
+    channel_epsilon: float = math.inf,
+    debias: bool = True,
+    temperature: float = 0.5,
+    threads: int | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Train ``model`` on uint8 images ``(N, H, W)`` and labels; return its state dict.
+
+    SGD with momentum and weight decay under a one-cycle schedule (:mod:`fedmist.models.optim`). With ``cut_layer`` the
+    forward pass goes through :class:`BitChannel` at the cut (noise at ``channel_epsilon``; ``inf`` =
+    binarize only). ``threads`` sets torch's intra-op threads (default: all cores available to us).
+    """
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"need matching, non-empty images and labels, got {len(images)} and {len(labels)}")
+    torch.set_num_threads(threads or _default_threads())
+    torch.manual_seed(seed)
+    net = build_model(model)
+    forward: nn.Module = net
+    if cut_layer is not None:
+        if not isinstance(net, nn.Sequential):
+            raise TypeError(f"channel-aware pretraining needs an nn.Sequential model, got {type(net).__name__}")
+        cut = resolve_cut(net, cut_layer)
+        forward = nn.Sequential(surrogate_edge(net[:cut]), BitChannel(channel_epsilon, debias, temperature), net[cut:])
+    x_all = images_to_tensor(images)
+    y_all = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    n = len(y_all)
+    steps_per_epoch = math.ceil(n / batch_size)
+    opt = OneCycleSGD(net.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    forward.train()
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=gen)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x, y = x_all[idx], y_all[idx]
+            logits = forward(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+        if on_epoch is not None:
+            on_epoch(epoch, {"loss": loss_sum / n, "accuracy": correct / n, "seconds": time.perf_counter() - t0})
+    net.eval()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -1,0 +1,58 @@
+"""Honest privacy figures for a MistNet job (DESIGN 5.9).
+
+The report is meant for ``status.json`` and model metadata, so it must be JSON-safe: infinite values
+(eps = inf) are written as the string ``"inf"`` (JSON has no infinity; ``json.dumps`` would emit the
+non-standard token ``Infinity``). :func:`parse_epsilon` reads such values back.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fedmist.privacy.channel import keep_probability
+
+
+def binary_entropy(p: float) -> float:
+    """H2(p) in bits, with the limits H2(0) = H2(1) = 0."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return -(p * math.log2(p) + (1.0 - p) * math.log2(1.0 - p))
+
+
+def _json_number(x: float) -> float | str:
+    """Infinity as ``"inf"`` so the report survives strict JSON encoders."""
+    return "inf" if math.isinf(x) else float(x)
+
+
+def parse_epsilon(value: float | int | str) -> float:
+    """Read an epsilon written by humans or by this module ("inf", "Infinity", 2, "0.5")."""
+    try:
+        eps = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilon must be a number or 'inf', got {value!r}") from None
+    if math.isnan(eps) or eps < 0:
+        raise ValueError(f"epsilon must be >= 0 or inf, got {value!r}")
+    return eps
+
+
+def privacy_report(eps: float, r: int, label_epsilon: float | None = None) -> dict[str, float | int | str | None]:
+    """Per-feature and per-sample privacy figures plus the channel capacity bound.
+
+    * ``epsilon_per_sample = r * eps``: basic composition over the r bits one sample sends;
+    * ``capacity_bits_per_sample = r * (1 - H2(p))``: Shannon capacity of r binary symmetric channels with
+      crossover ``1 - p``, an upper bound on what the cloud can learn per sample, whatever it does.
+    """
+    eps = parse_epsilon(eps)
+    if int(r) != r or r < 0:
+        raise ValueError(f"features_per_sample must be a non-negative integer, got {r!r}")
+    r = int(r)
+    p = keep_probability(eps)
+    per_sample = math.inf if math.isinf(eps) and r > 0 else r * eps
+    return {
+        "epsilon_per_feature": _json_number(eps),
+        "features_per_sample": r,
+        "epsilon_per_sample": _json_number(per_sample),
+        "keep_probability": p,
+        "capacity_bits_per_sample": r * (1.0 - binary_entropy(p)),
+        "label_epsilon": None if label_epsilon is None else _json_number(parse_epsilon(label_epsilon)),
+    }

@@ -1,0 +1,191 @@
+"""Cloud side of MistNet: train layers ``[cut, end)`` on packed noisy bits, evaluate through the channel.
+
+Transport-independent: any :class:`PackedFeatureSource` (in memory here; a memory-mapped feature store in
+the aggregator) feeds it. Bits stay packed until a batch is drawn, so memory holds 1 bit per feature.
+
+Input transform, kept consistent between training and test (DESIGN 5.6-5.7): the cloud trains on received
+bits ``z`` whose expectation is ``q + (p - q) b``, and is tested on clean bits ``b`` (no flipping).
+With ``debias=True`` training inputs become ``(z - q) / (p - q)`` (expectation ``b``) and test inputs stay
+``b``; with ``debias=False`` test inputs become ``q + (p - q) b`` instead. Either way train and test
+inputs have the same expectation and the model never meets a distribution it did not train on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedmist.privacy.channel import debias as debias_bits
+from fedmist.privacy.channel import bit_lookup_table, keep_probability, unpack_with_table
+from fedmist.data.augment import Augmentation, resolve_augmentation
+from fedmist.models.optim import OneCycleSGD
+
+
+class PackedFeatureSource(Protocol):
+    """Random access to packed features and labels; the cloud trainer's only view of the data."""
+
+    feature_shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Packed uint8 ``(B, nbytes)`` and int64 labels ``(B,)`` for ``indices``."""
+        ...
+
+
+class InMemoryPackedSource:
+    """A :class:`PackedFeatureSource` over arrays already in memory (tests, benchmarks, small jobs)."""
+
+    def __init__(self, packed: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...]) -> None:
+        r = int(np.prod(feature_shape))
+        if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != (r + 7) // 8:
+            raise ValueError(
+                f"packed features must be uint8 (N, {(r + 7) // 8}) for feature shape {tuple(feature_shape)}, "
+                f"got {packed.dtype} {packed.shape}"
+            )
+        if len(labels) != len(packed):
+            raise ValueError(f"{len(packed)} feature rows but {len(labels)} labels")
+        self.packed = packed
+        self.labels = np.asarray(labels).astype(np.int64, copy=False)
+        self.feature_shape = tuple(int(d) for d in feature_shape)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.packed[indices], self.labels[indices]
+
+
+def input_values(epsilon: float, debias: bool, *, train: bool) -> tuple[float, float]:
+    """Values the cloud sees for a 0 bit and a 1 bit (see the module docstring for why they differ)."""
+    p = keep_probability(epsilon)
+    if p >= 1.0:
+        return 0.0, 1.0
+    if train:
+        return (float(debias_bits(torch.tensor(0.0, dtype=torch.float64), epsilon)),
+                float(debias_bits(torch.tensor(1.0, dtype=torch.float64), epsilon))) if debias else (0.0, 1.0)
+    return (0.0, 1.0) if debias else (1.0 - p, p)
+
+
+class _Decoder:
+    """Packed batch -> ``(B, *shape)`` float inputs in channels-last layout, through one table lookup.
+
+    Channels-last lets oneDNN run the small convolutions and max-pooling of the cloud part vectorised
+    over channels: measured about 1.5x faster per training step than the default layout on this CPU.
+    """
+
+    def __init__(self, shape: tuple[int, ...], values: tuple[float, float]) -> None:
+        self.shape = shape
+        self.r = math.prod(shape)
+        self.table = bit_lookup_table(*values)
+
+    def __call__(self, packed: np.ndarray) -> torch.Tensor:
+        x = unpack_with_table(torch.from_numpy(np.ascontiguousarray(packed)), self.r, self.table)
+        x = x.reshape(-1, *self.shape)
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def train_cloud(
+    cloud: nn.Module,
+    source: PackedFeatureSource,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    max_lr: float = 0.05,
+    weight_decay: float = 5e-4,
+    epsilon: float,
+    debias: bool = True,
+    augment: str | Augmentation | None = "flip",
+    seed: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, object]:
+    """Train ``cloud`` in place with momentum SGD under a one-cycle schedule (:mod:`fedmist.models.optim`).
+
+    Each epoch reshuffles all samples (every worker's data), unpacks only the current batch, applies the
+    optional debiasing and feature-map augmentation (``"none"``, ``"flip"``, ``"shift"``, ``"flip_shift"``
+    or a callable), and reports ``{"loss", "accuracy", "seconds", "lr"}`` to ``on_epoch(epoch, stats)``.
+    Returns ``{"history": [...], "seconds": total, "steps": n}``.
+    """
+    n = len(source)
+    if n == 0:
+        raise ValueError("no training features: the feature source is empty")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    shape = tuple(source.feature_shape)
+    aug = resolve_augmentation(augment)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    steps_per_epoch = math.ceil(n / batch_size)
+    decode = _Decoder(shape, input_values(epsilon, debias, train=True))
+    cloud.to(memory_format=torch.channels_last)
+    opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch, weight_decay=weight_decay)
+    history: list[dict[str, float]] = []
+    t_start = time.perf_counter()
+    cloud.train()
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(n)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
+        for start in range(0, n, batch_size):
+            idx = np.sort(order[start : start + batch_size])
+            packed, labels = source.batch(idx)
+            x = decode(packed)
+            if aug is not None:
+                x = aug(x, gen)
+            y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+            logits = cloud(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        stats = {
+            "loss": float(loss_sum) / n,
+            "accuracy": int(correct) / n,
+            "seconds": time.perf_counter() - t0,
+            "lr": opt.lr,
+        }
+        history.append(stats)
+        if on_epoch is not None:
+            on_epoch(epoch, stats)
+    cloud.to(memory_format=torch.contiguous_format)
+    cloud.eval()
+    return {"history": history, "seconds": time.perf_counter() - t_start, "steps": epochs * steps_per_epoch}
+
+
+def evaluate_cloud(
+    cloud: nn.Module,
+    packed_test: np.ndarray,
+    labels: np.ndarray,
+    feature_shape: tuple[int, ...],
+    epsilon: float,
+    debias: bool,
+    batch_size: int = 1000,
+) -> dict[str, float]:
+    """Accuracy and mean loss on clean channel bits (``channel_features``), transformed like training inputs."""
+    shape = tuple(feature_shape)
+    y_all = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    if len(y_all) == 0 or len(y_all) != len(packed_test):
+        raise ValueError(f"test set needs matching, non-empty features and labels: {len(packed_test)} vs {len(y_all)}")
+    was_training = cloud.training
+    cloud.eval()
+    decode = _Decoder(shape, input_values(epsilon, debias, train=False))
+    loss_sum, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(y_all), batch_size):
+            y = y_all[start : start + batch_size]
+            logits = cloud(decode(packed_test[start : start + batch_size]))
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    cloud.train(was_training)
+    return {"accuracy": correct / len(y_all), "loss": loss_sum / len(y_all)}
