@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
-from fedmist.wire.envelope import Envelope, ProtocolError
+from fedmist.transport.gate import ConnectionGate
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.feature_store import WorkerStore, read_manifest
 
@@ -58,6 +59,7 @@ class UploadServer:
     edges: dict[str, EdgeProgress] = field(default_factory=dict)
     _connected: set[str] = field(default_factory=set)
     _done: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: ConnectionGate = field(default_factory=ConnectionGate)
 
     @property
     def complete(self) -> list[str]:
@@ -81,6 +83,12 @@ class UploadServer:
     async def handle(self, channel: Channel) -> None:
         """One edge connection, start to finish. Never raises."""
         name = "?"
+        refusal = self.gate.admit(channel.peer.rsplit(":", 1)[0])
+        if refusal is not None:
+            log.warning("refused %s: %s", channel.peer, refusal)
+            await _reply_error(channel, self.plan.job, refusal)
+            await channel.close()
+            return
         try:
             hello_env, _ = await channel.recv(self.plan.hello_timeout)
             hello = msg.parse_meta(hello_env, msg.HELLO)
@@ -98,6 +106,7 @@ class UploadServer:
                 self.edges[name].phase = "Disconnected"
                 self.on_change()
         finally:
+            self.gate.release()
             await channel.close()
 
     def _admit(self, envelope: Envelope, hello: msg.HelloMeta, peer: str) -> str:
@@ -169,6 +178,9 @@ class UploadServer:
         meta = msg.parse_meta(envelope, msg.RECORDS)
         if meta.num_samples != num_samples:
             raise ProtocolError(f"records for {meta.num_samples} samples, hello said {num_samples}")
+        if num_samples * (meta.feature_bytes + meta.label_bytes) > channel_limits().max_payload_bytes:
+            raise ProtocolError(f"{num_samples} records of {meta.feature_bytes + meta.label_bytes} bytes exceed the "
+                                f"upload limit of {channel_limits().max_payload_bytes} bytes")
         if store is None:
             store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples,
                                      feature_bytes=meta.feature_bytes, label_bytes=meta.label_bytes,
@@ -228,6 +240,11 @@ class UploadServer:
 
     def _envelope(self, kind_type: str, meta: dict, kind: str = "none") -> Envelope:
         return Envelope(type=kind_type, job=self.plan.job, worker="aggregator", kind=kind, meta=meta)
+
+
+def channel_limits() -> Limits:
+    """The frame and payload bounds this server enforces (the transport applies the same ones)."""
+    return Limits()
 
 
 async def _reply_error(channel: Channel, job: str, reason: str) -> None:
