@@ -104,7 +104,7 @@ def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"", mac_k
         header["size"] = len(body)
     raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     head = _LEN.pack(len(raw)) + raw
-    return head + (frame_mac(mac_key, head) if mac_key else b"") + bytes(body)
+    return b"".join((head, frame_mac(mac_key, head) if mac_key else b"", body))  # one copy of the body
 
 
 def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None,
