@@ -122,6 +122,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from fedmist.launch.report import write_report
+
+    print(f"wrote {write_report(Path(args.workdir), Path(args.out) if args.out else None)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedmist",
@@ -145,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tls", action="store_true",
                      help="plain ws instead of wss with a per-job CA (frames are still authenticated by MAC)")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="plot a job's metric history (status.json) to a PNG")
+    report.add_argument("workdir", help="the job's work folder (holds status.json)")
+    report.add_argument("--out", help="PNG path (default <workdir>/report.png)")
+    report.set_defaults(func=cmd_report)
 
     validate = sub.add_parser("validate", help="check manifests and print what would run")
     job_args(validate)
