@@ -129,6 +129,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Print the Kubernetes objects the operator would create for the job (multi-document YAML)."""
+    import os
+    import secrets
+
+    import yaml
+
+    from fedmist.launch.kube.render import RenderOptions, credential_secrets, render_job
+    from fedmist.launch.kube.source import from_files
+
+    loaded = from_files([Path(f) for f in args.file], _path_map(args.path_map), args.job, os.environ)
+    for warning in loaded.bundle.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    options = RenderOptions(uid=args.uid, token=None if args.no_token_secret else secrets.token_urlsafe(32),
+                            image=args.image, owner_refs=not args.no_owner_refs, spec_hash=loaded.spec_hash)
+    objects = render_job(loaded.job, loaded.raw_spec, credential_secrets(loaded.bundle, loaded.job), options)
+    sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False))
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    """Run the Kubernetes operator (kopf) for FederatedLearningJobs."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("kopf") is None:
+        raise UsageError("fedmist operator needs kopf: pip install 'fedmist[kube]'")
+    from fedmist.launch.kube.operator import run_operator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_operator(args.namespace, args.interval, args.image)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedmist",
@@ -197,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--threads", type=int, default=2)
     pre.set_defaults(func=cmd_pretrain)
+    from fedmist.launch.kube.names import DEFAULT_IMAGE, UID_PLACEHOLDER
+
+    render = sub.add_parser("render", help="print the Kubernetes objects (Pods, Service, Secret) of a job as YAML")
+    job_args(render)
+    render.add_argument("--image", help="use this image for every worker (e.g. when the manifest names a "
+                                        "Sedna example image, which does not contain fedmist)")
+    render.add_argument("--uid", default=UID_PLACEHOLDER,
+                        help="the FederatedLearningJob's uid for ownerReferences (kubectl get fl NAME -o "
+                             "jsonpath='{.metadata.uid}'); the default is a placeholder")
+    render.add_argument("--no-owner-refs", action="store_true",
+                        help="omit ownerReferences (objects then outlive the job; needed when it is not applied)")
+    render.add_argument("--no-token-secret", action="store_true",
+                        help="do not print the job token Secret (create <job>-fedmist-token yourself)")
+    render.set_defaults(func=cmd_render)
+
+    operator = sub.add_parser("operator", help="run the Kubernetes operator (needs: pip install 'fedmist[kube]')")
+    operator.add_argument("--namespace", help="watch only this namespace (default: all)")
+    operator.add_argument("--interval", type=float, default=10.0, help="seconds between progress polls of a job")
+    operator.add_argument("--image", default=DEFAULT_IMAGE, help="image for workers without one, and the status sidecar")
+    operator.set_defaults(func=cmd_operator)
     return parser
 
 

@@ -29,6 +29,12 @@ class ProcessState:
     restarts: int = 0
     peak_rss_mb: float = 0.0
     memory_limit_bytes: int | None = None
+    # Set by launchers that have no PID to show (a Kubernetes pod that is running or has run).
+    started: bool = False
+
+    @property
+    def is_started(self) -> bool:
+        return self.pid is not None or self.started
 
 
 @dataclass
@@ -64,7 +70,7 @@ class JobStatus:
             "startTime": self.start_time,
             "completionTime": self.completion_time,
             "elapsed_s": round(time.monotonic() - self.started_monotonic, 3),
-            "active": sum(1 for p in processes if p.pid is not None and p.exit_code is None),
+            "active": sum(1 for p in processes if p.is_started and p.exit_code is None),
             "succeeded": sum(1 for p in processes if p.exit_code == 0),
             "failed": sum(1 for p in processes if p.exit_code not in (None, 0)),
             "progress": _progress(agg_report),
@@ -107,7 +113,7 @@ def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggrega
 
 def _worker_phase(process: ProcessState, report: dict[str, Any]) -> str:
     if process.exit_code is None:
-        return RUNNING if process.pid is not None else PENDING
+        return RUNNING if process.is_started else PENDING
     return SUCCEEDED if process.exit_code == 0 else FAILED
 
 

@@ -1,0 +1,83 @@
+"""hostPath volumes for the host-path urls a worker reads or writes.
+
+Why the file's own folder and never more: a pod that mounts ``/`` (or ``/data`` for ``/data/1/COCO``) of an
+edge node sees far more than its dataset. A file url mounts its parent folder, a folder url the folder
+itself; the mount path inside the container equals the host path, so the env contract's urls stay valid
+unchanged. Inputs are mounted read-only; only the output model's folder is writable.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fedmist.spec.errors import ManifestError
+from fedmist.spec.job import ResolvedJob, WorkerSpec
+from fedmist.spec.naming import dns_label, unique_names
+from fedmist.spec.paths import is_remote
+
+# Dataset formats whose url names a folder; the others (txt, csv index files) name a file.
+FOLDER_FORMATS: Final = frozenset({"dir", "idx"})
+
+
+@dataclass(frozen=True)
+class HostMount:
+    """One host folder mounted at the same path; ``field`` says which url asked for it (for errors)."""
+
+    path: str
+    read_only: bool
+    field: str
+
+
+def _folder(url: str, is_file: bool, field: str, job: ResolvedJob) -> str | None:
+    """The host folder to mount for ``url`` (None for an empty or remote url)."""
+    if not url or is_remote(url):
+        return None
+    if not posixpath.isabs(url):
+        raise ManifestError(job.job_file, "FederatedLearningJob", job.name, field,
+                            "a url must be an absolute host path (or s3://) on Kubernetes", url)
+    folder = posixpath.dirname(posixpath.normpath(url)) if is_file else posixpath.normpath(url)
+    if folder == "/":
+        raise ManifestError(job.job_file, "FederatedLearningJob", job.name, field,
+                            "would mount the node's root folder; put the file in a folder of its own", url)
+    return folder
+
+
+def _looks_like_file(url: str) -> bool:
+    """TEST_DATASET_URL has no format field: a name with an extension (``test.txt``) is taken as a file."""
+    return bool(posixpath.splitext(posixpath.basename(url.rstrip("/")))[1])
+
+
+def host_mounts(job: ResolvedJob, worker: WorkerSpec) -> list[HostMount]:
+    """The folders ``worker`` needs, deduplicated (a folder both read and written is mounted writable)."""
+    wanted: list[tuple[str | None, bool, str]] = []
+    if worker.role == "aggregator":
+        test_url = next((v for k, v in worker.env.items() if k.lower() == "test_dataset_url"), "")
+        wanted += [
+            (_folder(job.model_url, True, "Model.spec.url", job), False, "Model.spec.url"),
+            (_folder(job.pretrained_model_url or "", True, "spec.pretrainedModel", job), True,
+             "spec.pretrainedModel"),
+            (_folder(test_url, _looks_like_file(test_url), "TEST_DATASET_URL", job), True, "TEST_DATASET_URL"),
+        ]
+    else:
+        is_file = (worker.dataset_format or "dir") not in FOLDER_FORMATS
+        field = f"{worker.field_path}.dataset"
+        wanted.append((_folder(worker.dataset_url or "", is_file, field, job), True, field))
+    merged: dict[str, HostMount] = {}
+    for folder, read_only, field in wanted:
+        if folder is None:
+            continue
+        known = merged.get(folder)
+        merged[folder] = HostMount(folder, read_only and (known.read_only if known else True),
+                                   known.field if known else field)
+    return list(merged.values())
+
+
+def volume_objects(mounts: list[HostMount]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod ``volumes``, container ``volumeMounts``) for ``mounts``; names are DNS labels from the paths."""
+    names = unique_names([f"host-{dns_label(m.path) or 'path'}"[:63].rstrip("-") for m in mounts])
+    volumes = [{"name": name, "hostPath": {"path": m.path, "type": "Directory" if m.read_only else "DirectoryOrCreate"}}
+               for name, m in zip(names, mounts)]
+    volume_mounts = [{"name": name, "mountPath": m.path, "readOnly": m.read_only} for name, m in zip(names, mounts)]
+    return volumes, volume_mounts

@@ -1,0 +1,119 @@
+"""``fedmist render`` and ``fedmist operator`` through the real CLI, and the aggregator's status sidecar."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kube_helpers import MNIST, SEED, SEED_NODES
+from fedmist.launch.kube.statusd import ReportServer
+
+
+def fedmist(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "fedmist", *args], capture_output=True, text=True, timeout=60,
+                          env=full_env)
+
+
+def test_render_prints_multi_document_yaml() -> None:
+    result = fedmist("render", "-f", str(MNIST))
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [d["kind"] for d in documents] == ["Secret", "Service", "Pod", "Pod", "Pod"]
+    assert len(documents[0]["stringData"]["token"]) >= 40  # a fresh random token per render
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for document in documents:
+        kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+def test_render_seed_job_with_node_variables_and_image() -> None:
+    result = fedmist("render", "-f", str(SEED), "--image", "fedmist/worker:0.1", "--no-token-secret",
+                     "--uid", "1234-abcd", env=SEED_NODES)
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [d["kind"] for d in documents] == ["Service", "Pod", "Pod", "Pod"]
+    assert {d["metadata"]["ownerReferences"][0]["uid"] for d in documents} == {"1234-abcd"}
+    assert documents[1]["spec"]["nodeName"] == "cloud-node-1"
+
+
+def test_render_path_map_reroots_host_paths() -> None:
+    result = fedmist("render", "-f", str(MNIST), "--path-map", "/data=/srv/fmnist")
+    assert result.returncode == 0, result.stderr
+    edge = [d for d in yaml.safe_load_all(result.stdout) if d["metadata"]["name"] == "mnist-mistnet-edge1"][0]
+    assert [v["hostPath"]["path"] for v in edge["spec"]["volumes"] if "hostPath" in v] == ["/srv/fmnist/edge1"]
+
+
+def test_bad_manifest_exits_2_with_one_error_line(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(MNIST.read_text().replace("name: fmnist-edge2\n      template", "name: nowhere\n      template"))
+    result = fedmist("render", "-f", str(job))
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0] == (f"error: {job}: FederatedLearningJob/mnist-mistnet: spec.trainingWorkers[1].dataset.name: "
+                        "no Dataset named 'nowhere' is defined (got 'nowhere')")
+
+
+def test_unset_node_variable_exits_2() -> None:
+    result = fedmist("render", "-f", str(SEED), env={key: "" for key in SEED_NODES})
+    assert result.returncode == 2
+    assert "spec.aggregationWorker.template.spec.nodeName: is an unset shell variable" in result.stderr
+
+
+def test_operator_without_kopf_says_what_to_install() -> None:
+    code = "import sys; sys.modules['kopf'] = None; from fedmist.cli import main; sys.exit(main(['operator']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: fedmist operator needs kopf: pip install 'fedmist[kube]'"
+
+
+def test_status_sidecar_serves_the_report(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    server = ReportServer(("127.0.0.1", 0), report)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/report"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(url, timeout=5)
+        assert missing.value.code == 503
+        report.write_text(json.dumps({"phase": "Running", "epoch": 2}))
+        assert json.loads(urllib.request.urlopen(url, timeout=5).read()) == {"phase": "Running", "epoch": 2}
+        assert not server.final_served.is_set()
+        report.write_text(json.dumps({"phase": "Succeeded"}))
+        urllib.request.urlopen(url, timeout=5).read()
+        assert server.final_served.wait(5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_operator_registers_its_handlers_without_starting() -> None:
+    kopf = pytest.importorskip("kopf")
+    from fedmist.launch.kube.api import MemoryApi
+    from fedmist.launch.kube.controller import Controller
+    from fedmist.launch.kube.operator import build_registry
+
+    calls: list[tuple[str, str]] = []
+    controller = Controller(MemoryApi())
+    controller.sync = lambda namespace, name: calls.append((namespace, name))  # type: ignore[method-assign]
+    registry = build_registry(controller, 5.0)
+    handlers = registry._spawning.get_all_handlers() + registry._changing.get_all_handlers() \
+        + registry._watching.get_all_handlers()
+    assert len(handlers) == 5
+    timer = registry._spawning.get_all_handlers()[0]
+    assert timer.interval == 5.0
+    pod_handler = registry._watching.get_all_handlers()[0]
+    pod_handler.fn(body={"metadata": {"labels": {"federatedlearningjob.sedna.io/name": "j"}}}, namespace="ns")
+    assert calls == [("ns", "j")]
+    assert isinstance(registry, kopf.OperatorRegistry)
