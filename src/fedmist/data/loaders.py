@@ -10,13 +10,14 @@ from collections.abc import Callable
 import numpy as np
 
 from fedmist.data.idx import load_idx_dataset
+from fedmist.data.image_index import load_csv_dataset, load_txt_dataset
 
 Loader = Callable[[str], tuple[np.ndarray, np.ndarray]]
 
 
 def dataset_loaders() -> dict[str, Loader]:
     """Built-in loaders keyed by ``Dataset.spec.format``."""
-    return {"idx": load_idx_dataset}
+    return {"idx": load_idx_dataset, "txt": load_txt_dataset, "csv": load_csv_dataset}
 
 
 def load_dataset(url: str, fmt: str) -> tuple[np.ndarray, np.ndarray]:

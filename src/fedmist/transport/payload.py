@@ -1,0 +1,116 @@
+"""Large binary payloads (model weights) as a run of frames: send in chunks, assemble into one bounded buffer.
+
+Why: a websocket frame is capped at ``Limits.max_chunk_bytes`` (4 MiB) so no peer can make another buffer an
+unbounded message, yet a model may be gigabytes. The sender cuts the payload into chunks whose headers carry
+the whole ``size``, the chunk's ``offset`` and the chunk's own sha256 (checked by the envelope decoder on
+arrival); only the first frame carries the message meta. The receiver allocates exactly the declared size
+once (after checking it against its own limit), copies every chunk into place, and insists that chunks come in
+order, belong to the same message, and fill the buffer exactly -- so memory is one payload, never more.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from fedmist.transport.base import Channel
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError
+
+DEFAULT_CHUNK_BYTES = Limits().max_chunk_bytes
+
+
+async def send_payload(channel: Channel, envelope: Envelope, data: bytes | bytearray | memoryview,
+                       chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Send ``data`` as one message of ``ceil(len / chunk_bytes)`` frames; return the bytes put on the wire.
+
+    ``envelope`` supplies type/job/worker/round/kind/meta; size, offset and sha256 are set per frame. An
+    empty payload is still one frame (size 0), so the receiver always sees the message.
+    """
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+    view = memoryview(data).cast("B")
+    size = len(view)
+    sent = 0
+    offset = 0
+    while True:
+        body = view[offset:offset + chunk_bytes]
+        frame = replace(envelope, size=size, offset=offset, sha256="",
+                        meta=envelope.meta if offset == 0 else {})
+        sent += await channel.send(frame, body)
+        offset += len(body)
+        if offset >= size:
+            return sent
+
+
+class PayloadAssembler:
+    """Collects the chunks of one message into a buffer of exactly the declared size.
+
+    The first envelope fixes the message (type, round, worker, size, kind); later ones must match it and
+    continue exactly where the previous chunk ended. Payloads over ``limit`` are refused before any
+    allocation.
+    """
+
+    def __init__(self, first: Envelope, limit: int) -> None:
+        if first.offset != 0:
+            raise ProtocolError(f"'{first.type}' payload starts at offset {first.offset}, expected 0")
+        if first.size > limit:
+            raise ProtocolError(f"'{first.type}' payload of {first.size} bytes exceeds the limit of {limit}")
+        self.first = first
+        self.buffer = bytearray(first.size)
+        self.filled = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.filled == len(self.buffer)
+
+    def add(self, envelope: Envelope, body: memoryview | bytes) -> None:
+        """Copy one chunk into place after checking it continues this message."""
+        same = (envelope.type, envelope.round, envelope.worker, envelope.size, envelope.kind)
+        want = (self.first.type, self.first.round, self.first.worker, self.first.size, self.first.kind)
+        if same != want:
+            raise ProtocolError(f"chunk of '{envelope.type}' round {envelope.round} interleaved with "
+                                f"'{self.first.type}' round {self.first.round}")
+        if envelope.offset != self.filled:
+            raise ProtocolError(f"chunk at offset {envelope.offset}, expected {self.filled}")
+        end = self.filled + len(body)
+        if end > len(self.buffer):
+            raise ProtocolError(f"chunk ends at {end}, beyond the declared size {len(self.buffer)}")
+        if len(body) == 0 and not self.complete:
+            raise ProtocolError("empty chunk in an unfinished payload")
+        self.buffer[self.filled:end] = body
+        self.filled = end
+
+
+async def recv_payload(channel: Channel, first: Envelope, body: memoryview, timeout: float,
+                       limit: int) -> tuple[Envelope, bytearray]:
+    """Finish receiving the message whose first frame is ``(first, body)``; at most ``timeout`` seconds in all.
+
+    Returns the first envelope (with the message meta) and the assembled payload.
+    """
+    assembler = PayloadAssembler(first, limit)
+    assembler.add(first, body)
+    deadline = time.monotonic() + timeout
+    while not assembler.complete:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s "
+                                f"({assembler.filled} of {first.size} bytes)")
+        envelope, chunk = await channel.recv(remaining)
+        assembler.add(envelope, chunk)
+    return first, assembler.buffer
+
+
+async def drain_payload(channel: Channel, first: Envelope, body: memoryview, timeout: float) -> int:
+    """Read and drop the rest of a message nobody wants (a late update); return its size. No buffer is kept."""
+    filled = first.offset + len(body)
+    deadline = time.monotonic() + timeout
+    while filled < first.size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s while discarding it")
+        envelope, chunk = await channel.recv(remaining)
+        if envelope.type != first.type or envelope.offset != filled:
+            raise ProtocolError(f"chunk of '{envelope.type}' at {envelope.offset} while discarding "
+                                f"'{first.type}' at {filled}")
+        filled += len(chunk)
+    return first.size

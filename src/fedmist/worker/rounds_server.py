@@ -1,0 +1,261 @@
+"""The aggregator's connections in the round engine: admit trainers, hand out rounds, take results as they come.
+
+One handler task per trainer connection reads that trainer's frames for the whole job; the round loop
+(``rounds_aggregator``) only opens rounds, sends FIT and waits on :class:`OpenRound`. A result is folded into
+the strategy the moment its last chunk arrives (streaming aggregation), under a one-slot semaphore, so the
+aggregator holds at most one update buffer besides the global model and the strategy's accumulator. Late
+results are read to the end and dropped without being buffered. A bad peer gets a logged reason and an error
+reply and never takes the aggregator down; a rejected update (NaN, wrong shape) is logged and the round goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fedmist.strategy import FitResult, Strategy
+from fedmist.transport.base import Channel, TransportError
+from fedmist.transport.payload import drain_payload, recv_payload, send_payload
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError
+from fedmist.worker import protocol as msg
+from fedmist.worker.weights_codec import decode_weights
+
+log = logging.getLogger("fedmist.aggregator")
+
+
+@dataclass
+class WorkerState:
+    """The aggregator's view of one trainer, mirrored into status.json (like upload_server's EdgeProgress)."""
+
+    phase: str = "Connected"  # Connected | Training | Reported | Lost | Rejected | Stopped
+    samples: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    compute_s: float = 0.0
+    rounds: int = 0  # accepted results
+    late: int = 0
+    rejected: int = 0
+    lost: int = 0
+    connections: int = 0
+    local_metrics: dict[str, float] = field(default_factory=dict)  # what the trainer measured last round
+
+
+@dataclass
+class OpenRound:
+    """One round's bookkeeping; ``changed`` fires on every result, rejection or loss."""
+
+    number: int
+    selected: set[str]
+    accepted: list[str] = field(default_factory=list)
+    rejected: set[str] = field(default_factory=set)
+    lost: set[str] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    bytes_up: int = 0
+    bytes_down: int = 0
+    compute_s: dict[str, float] = field(default_factory=dict)  # local training seconds per accepted worker
+
+    def settled(self) -> bool:
+        """Every selected worker answered, was rejected, or is gone: nothing more can arrive."""
+        return self.selected <= set(self.accepted) | self.rejected | self.lost
+
+    def pending(self) -> list[str]:
+        return sorted(self.selected - set(self.accepted) - self.rejected - self.lost)
+
+
+@dataclass
+class RoundServer:
+    job: str
+    token: str
+    participants: int
+    strategy: Strategy
+    idle_timeout: float
+    payload_timeout: float
+    hello_timeout: float = 30.0
+    max_update_bytes: int = 0  # largest update accepted (the model's size plus slack); 0: the frame limits' bound
+    limits: Limits = field(default_factory=Limits)
+    on_change: Callable[[], None] = lambda: None
+    workers: dict[str, WorkerState] = field(default_factory=dict)
+    current: OpenRound | None = None
+    stopping: bool = False
+    departures: list[str] = field(default_factory=list)  # disconnections not yet booked to a round
+    _sessions: dict[str, Channel] = field(default_factory=dict)
+    _joined: asyncio.Event = field(default_factory=asyncio.Event)
+    _slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+    @property
+    def connected(self) -> list[str]:
+        return sorted(self._sessions)
+
+    async def wait_for_workers(self, wanted: int, timeout: float) -> list[str]:
+        """Wait (at most ``timeout`` s) until ``wanted`` trainers are connected; return who is connected."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self._sessions) < wanted and loop.time() < deadline:
+            self._joined.clear()
+            try:
+                await asyncio.wait_for(self._joined.wait(), deadline - loop.time())
+            except TimeoutError:
+                break
+        return self.connected
+
+    # ---- rounds ----------------------------------------------------------------------------------------
+    def open_round(self, number: int, selected: list[str]) -> OpenRound:
+        self.current = OpenRound(number, set(selected))
+        return self.current
+
+    async def send_fit(self, rnd: OpenRound, meta: msg.FitMeta, weights: bytes) -> None:
+        """Send the global model to every selected trainer at once; a failed send counts the worker lost."""
+        async def one(name: str) -> None:
+            channel = self._sessions.get(name)
+            if channel is None:
+                self._lose(name, "not connected when the round started")
+                return
+            envelope = Envelope(type=msg.FIT, job=self.job, worker="aggregator", round=rnd.number,
+                                kind="safetensors", meta=meta.model_dump())
+            try:
+                sent = await send_payload(channel, envelope, weights, self.limits.max_chunk_bytes)
+            except (TransportError, ProtocolError) as exc:
+                self._lose(name, f"sending round {rnd.number} failed: {exc}")
+                return
+            self.workers[name].bytes_down += sent
+            self.workers[name].phase = "Training"
+            rnd.bytes_down += sent
+
+        await asyncio.gather(*(one(name) for name in sorted(rnd.selected)))
+        self.on_change()
+
+    async def stop_all(self, reason: str, timeout: float = 10.0) -> None:
+        """Tell every trainer the job is over, then give them ``timeout`` s to hang up."""
+        self.stopping = True
+        for name, channel in list(self._sessions.items()):
+            try:
+                await asyncio.wait_for(channel.send(self._envelope(msg.STOP, {"reason": reason[:2000]})), timeout)
+                self.workers[name].phase = "Stopped"
+            except (TransportError, ProtocolError, TimeoutError) as exc:
+                log.warning("could not send stop to %s: %s", name, exc)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._sessions and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    # ---- connections -----------------------------------------------------------------------------------
+    async def handle(self, channel: Channel) -> None:
+        """One trainer connection for the whole job. Never raises."""
+        name = "?"
+        try:
+            hello_env, _ = await channel.recv(self.hello_timeout)
+            hello = msg.parse_meta(hello_env, msg.HELLO)
+            name = self._admit(hello_env, hello, channel)
+            while not self.stopping:
+                before = getattr(channel, "bytes_received", 0)
+                envelope, body = await channel.recv(self.idle_timeout)
+                await self._on_message(name, channel, envelope, body, before)
+        except ProtocolError as exc:
+            log.warning("rejected %s (worker %s): %s", channel.peer, name, exc)
+            await _reply_error(channel, self.job, str(exc))
+        except TransportError as exc:
+            if not self.stopping:
+                log.warning("lost %s (worker %s): %s", channel.peer, name, exc)
+        finally:
+            if self._sessions.get(name) is channel:
+                del self._sessions[name]
+                if not self.stopping:
+                    self._lose(name, "disconnected")
+            await channel.close()
+
+    def _admit(self, envelope: Envelope, hello: msg.HelloMeta, channel: Channel) -> str:
+        if self.token and not hmac.compare_digest(hello.token.encode(), self.token.encode()):
+            raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
+        if envelope.job != self.job:
+            raise ProtocolError(f"worker '{envelope.worker}' belongs to job '{envelope.job}', not '{self.job}'")
+        name = envelope.worker
+        if name not in self.workers and len(self.workers) >= self.participants:
+            raise ProtocolError(f"worker '{name}' is not expected: all {self.participants} participants known")
+        old = self._sessions.pop(name, None)
+        if old is not None:  # a restarted trainer whose old connection is not yet known dead
+            self._lose(name, "replaced by a new connection")
+            asyncio.ensure_future(old.close())
+        state = self.workers.setdefault(name, WorkerState())
+        state.samples, state.phase = hello.num_samples, "Connected"
+        state.connections += 1
+        self._sessions[name] = channel
+        self._joined.set()
+        log.info("worker %s connected from %s with %d samples", name, channel.peer, hello.num_samples)
+        self.on_change()
+        return name
+
+    async def _on_message(self, name: str, channel: Channel, envelope: Envelope, body: memoryview,
+                          before: int) -> None:
+        if envelope.type == msg.ERROR:
+            raise TransportError(f"trainer reported: {msg.parse_meta(envelope, msg.ERROR).reason[:300]}")
+        meta: msg.FitResultMeta = msg.parse_meta(envelope, msg.FIT_RESULT)
+        rnd, state = self.current, self.workers[name]
+        wanted = (rnd is not None and not rnd.closed and envelope.round == rnd.number and name in rnd.selected
+                  and name not in rnd.accepted and name not in rnd.rejected and name not in rnd.lost)
+        if not wanted:
+            await drain_payload(channel, envelope, body, self.payload_timeout)
+            state.late += 1
+            state.bytes_up += getattr(channel, "bytes_received", 0) - before
+            log.info("discarded a late result of %s for round %d", name, envelope.round)
+            self.on_change()
+            return
+        async with self._slot:
+            _, payload = await recv_payload(channel, envelope, body, self.payload_timeout,
+                                            self.max_update_bytes or self.limits.max_payload_bytes)
+            received = getattr(channel, "bytes_received", 0) - before
+            state.bytes_up += received
+            rnd.bytes_up += received
+            if rnd.closed:  # the deadline passed while the last chunks were in flight
+                state.late += 1
+                self.on_change()
+                return
+            try:
+                weights = decode_weights(payload)
+                self.strategy.accumulate(FitResult(name, weights, meta.num_samples, dict(meta.metrics)))
+            except (ProtocolError, ValueError) as exc:
+                log.warning("rejected the round %d update of %s: %s", rnd.number, name, exc)
+                rnd.rejected.add(name)
+                state.rejected += 1
+                state.phase = "Rejected"
+            else:
+                rnd.accepted.append(name)
+                rnd.compute_s[name] = meta.compute_s
+                state.rounds += 1
+                state.phase = "Reported"
+                state.compute_s = round(state.compute_s + meta.compute_s, 3)
+                state.local_metrics = dict(meta.metrics)
+            del payload
+        rnd.changed.set()
+        self.on_change()
+
+    def take_departures(self) -> list[str]:
+        """Workers lost since the last call (a worker that dies between rounds is booked to the next one)."""
+        gone, self.departures = self.departures, []
+        return gone
+
+    def _lose(self, name: str, why: str) -> None:
+        rnd = self.current
+        if name in self.workers:
+            self.workers[name].phase = "Lost"
+            self.departures.append(name)
+        if rnd is not None and not rnd.closed and name in rnd.selected and name not in rnd.accepted:
+            rnd.lost.add(name)
+            self.workers[name].lost += 1
+            rnd.changed.set()
+            log.warning("worker %s lost in round %d: %s", name, rnd.number, why)
+        self.on_change()
+
+    def _envelope(self, kind: str, meta: dict) -> Envelope:
+        return Envelope(type=kind, job=self.job, worker="aggregator", meta=meta)
+
+
+async def _reply_error(channel: Channel, job: str, reason: str) -> None:
+    try:
+        await channel.send(Envelope(type=msg.ERROR, job=job or "?", worker="aggregator",
+                                    meta={"reason": reason[:2000]}))
+    except (TransportError, ProtocolError, ValueError):
+        pass

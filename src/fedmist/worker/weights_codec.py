@@ -1,0 +1,94 @@
+"""Model weights on the wire: safetensors bytes out, zero-copy numpy views in.
+
+Why not ``wire.tensors.decode_arrays``: it copies the payload (``bytes(data)``) and then every tensor, so a
+received 1 GB update would briefly cost three copies. Here the safetensors header is parsed and validated by
+hand and every tensor becomes a read-only ``np.frombuffer`` view into the one received buffer, which is what
+lets the aggregator fold an update into its running sum while holding only that buffer (DESIGN section 6).
+The format is the same safetensors everyone reads, so anything the encoder writes loads elsewhere unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+
+import numpy as np
+
+from fedmist.wire.envelope import ProtocolError
+from fedmist.wire.tensors import encode_arrays
+
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_TENSORS = 100_000
+
+
+def _dtypes() -> dict[str, np.dtype]:
+    """safetensors dtype names -> little-endian numpy dtypes (the kinds a model state dict holds)."""
+    return {
+        "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+        "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+        "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+    }
+
+
+def encode_weights(weights: Mapping[str, np.ndarray]) -> bytes:
+    """Serialise named arrays as safetensors (the header lists them by name; order is not part of the format)."""
+    return encode_arrays(weights)
+
+
+def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool = True) -> dict[str, np.ndarray]:
+    """Parse safetensors ``buffer`` into read-only views, validating the header, offsets and values.
+
+    Raises ProtocolError naming the tensor for a bad dtype, shape, overlapping/out-of-range data, or (with
+    ``check_finite``) a NaN/inf value.
+    """
+    view = memoryview(buffer).cast("B")
+    if len(view) < 8:
+        raise ProtocolError(f"weights payload of {len(view)} bytes is too short for safetensors")
+    (header_len,) = struct.unpack_from("<Q", view, 0)
+    if header_len == 0 or header_len > min(MAX_HEADER_BYTES, len(view) - 8):
+        raise ProtocolError(f"safetensors header length {header_len} is out of range")
+    try:
+        header = json.loads(bytes(view[8:8 + header_len]))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"safetensors header is not JSON: {str(exc)[:100]}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("safetensors header must be a JSON object")
+    header.pop("__metadata__", None)
+    if len(header) > MAX_TENSORS:
+        raise ProtocolError(f"weights payload holds {len(header)} tensors, limit {MAX_TENSORS}")
+    data = view[8 + header_len:]
+    dtypes = _dtypes()
+    spans: list[tuple[int, int, str]] = []
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ProtocolError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
+        dtype = dtypes.get(info["dtype"]) if isinstance(info["dtype"], str) else None
+        shape, offsets = info["shape"], info["data_offsets"]
+        if dtype is None:
+            raise ProtocolError(f"tensor {name!r}: unsupported dtype {info['dtype']!r}")
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise ProtocolError(f"tensor {name!r}: bad shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= len(data)):
+            raise ProtocolError(f"tensor {name!r}: data offsets {offsets!r} outside the {len(data)}-byte buffer")
+        count = int(np.prod(shape, dtype=np.int64))
+        if offsets[1] - offsets[0] != count * dtype.itemsize:
+            raise ProtocolError(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=offsets[0]).reshape(shape)
+        array.flags.writeable = False
+        if check_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ProtocolError(f"tensor {name!r} holds non-finite values")
+        spans.append((offsets[0], offsets[1], name))
+        out[name] = array
+    spans.sort()
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            raise ProtocolError(f"tensors {first!r} and {second!r} overlap in the payload")
+    return out
+
+
+def raw_parameter_bytes(weights: Mapping[str, np.ndarray]) -> int:
+    """Bytes of the floating entries stored as float32: the yardstick of the wire-overhead bound."""
+    return int(sum(a.size * 4 for a in weights.values() if a.dtype.kind == "f"))

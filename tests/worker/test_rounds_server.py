@@ -1,0 +1,183 @@
+"""The round engine's connection side over real websockets: streaming results, rejects, late and lost workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+
+from fedmist.strategy import FedAvg
+from fedmist.transport import ws
+from fedmist.transport.payload import recv_payload, send_payload
+from fedmist.wire.envelope import Envelope
+from fedmist.worker import protocol as msg
+from fedmist.worker.errors import JobFailure
+from fedmist.worker.rounds_aggregator import close_round
+from fedmist.worker.rounds_server import RoundServer
+from fedmist.worker.weights_codec import decode_weights, encode_weights
+
+JOB = "t"
+GLOBAL = {"w": np.zeros(4, np.float32), "b": np.zeros(2, np.float32)}
+
+
+class FakeTrainer:
+    def __init__(self, name: str, url: str) -> None:
+        self.name, self.url = name, url
+
+    async def join(self, token: str = "tok") -> "FakeTrainer":
+        self.channel = await ws.connect(self.url)
+        await self.channel.send(Envelope(type=msg.HELLO, job=JOB, worker=self.name,
+                                         meta={"role": "trainer", "token": token, "num_samples": 10}))
+        return self
+
+    async def next_fit(self) -> tuple[int, dict[str, np.ndarray]]:
+        envelope, body = await self.channel.recv(5)
+        msg.parse_meta(envelope, msg.FIT)
+        _, payload = await recv_payload(self.channel, envelope, body, 5, 1 << 20)
+        return envelope.round, decode_weights(payload)
+
+    async def reply(self, number: int, weights: dict[str, np.ndarray], samples: int) -> None:
+        await send_payload(self.channel, Envelope(
+            type=msg.FIT_RESULT, job=JOB, worker=self.name, round=number, kind="safetensors",
+            meta={"num_samples": samples, "compute_s": 0.1}), encode_weights(weights), chunk_bytes=16)
+
+
+async def _start(participants: int) -> tuple[RoundServer, object, str]:
+    server = RoundServer(job=JOB, token="tok", participants=participants, strategy=FedAvg(min_clients=1),
+                         idle_timeout=30, payload_timeout=5)
+    ws_server = await ws.serve(server.handle, "127.0.0.1", 0)
+    port = ws_server.sockets[0].getsockname()[1]
+    return server, ws_server, f"ws://127.0.0.1:{port}"
+
+
+def _full(value: float) -> dict[str, np.ndarray]:
+    return {k: np.full_like(v, value) for k, v in GLOBAL.items()}
+
+
+def test_round_aggregates_as_results_arrive_and_rejects_nan_and_wrong_shape(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "fedmist.aggregator")
+
+    async def scenario() -> tuple[dict[str, np.ndarray], object, RoundServer]:
+        server, ws_server, url = await _start(4)
+        trainers = [await FakeTrainer(f"edge{i}", url).join() for i in range(1, 5)]
+        assert await server.wait_for_workers(4, 5) == ["edge1", "edge2", "edge3", "edge4"]
+        server.strategy.begin_round(1, GLOBAL)
+        rnd = server.open_round(1, server.connected)
+        await server.send_fit(rnd, msg.FitMeta(model="lenet5"), encode_weights(GLOBAL))
+        fits = [await t.next_fit() for t in trainers]
+        assert all(number == 1 and np.array_equal(w["w"], GLOBAL["w"]) for number, w in fits)
+        await trainers[0].reply(1, _full(1.0), samples=1)
+        await trainers[1].reply(1, _full(4.0), samples=3)
+        await trainers[2].reply(1, {**_full(1.0), "w": np.array([1, np.nan, 1, 1], np.float32)}, samples=5)
+        await trainers[3].reply(1, {**_full(1.0), "w": np.ones(5, np.float32)}, samples=5)
+        late = await close_round(rnd, round_timeout=5, min_clients=2)
+        result = server.strategy.finish_round()
+        for t in trainers:
+            await t.channel.close()
+        ws_server.close()
+        return result, (late, rnd), server
+
+    result, (late, rnd), server = asyncio.run(scenario())
+    assert late == [] and sorted(rnd.accepted) == ["edge1", "edge2"] and rnd.rejected == {"edge3", "edge4"}
+    np.testing.assert_allclose(result["w"], np.full(4, (1 * 1 + 3 * 4) / 4))  # sample-weighted: 13/4
+    assert server.workers["edge3"].rejected == 1 and server.workers["edge1"].rounds == 1
+    assert server.workers["edge1"].bytes_up > 0 and server.workers["edge1"].bytes_down > 0
+    assert "non-finite" in caplog.text and "shape (5,)" in caplog.text
+
+
+def test_deadline_closes_with_quorum_counts_lost_and_discards_late() -> None:
+    async def scenario() -> tuple[list[str], object, RoundServer, dict]:
+        server, ws_server, url = await _start(3)
+        a, b, c = [await FakeTrainer(n, url).join() for n in ("a", "b", "c")]
+        await server.wait_for_workers(3, 5)
+        server.strategy.begin_round(1, GLOBAL)
+        rnd = server.open_round(1, ["a", "b", "c"])
+        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        for t in (a, b, c):
+            await t.next_fit()
+        await a.reply(1, _full(2.0), samples=10)
+        await b.channel.close()  # b dies mid-round: lost
+        late = await close_round(rnd, round_timeout=0.5, min_clients=1)  # c never answers in time
+        result = server.strategy.finish_round()
+        await c.reply(1, _full(9.0), samples=10)  # too late: read to the end and dropped
+        for _ in range(50):
+            if server.workers["c"].late:
+                break
+            await asyncio.sleep(0.02)
+        b2 = await FakeTrainer("b", url).join()  # b comes back: it is in the next round, with the new model
+        await server.wait_for_workers(3, 5)
+        server.strategy.begin_round(2, result)
+        rnd2 = server.open_round(2, server.connected)
+        await server.send_fit(rnd2, msg.FitMeta(), encode_weights(result))
+        number, weights = await b2.next_fit()
+        assert number == 2 and np.allclose(weights["w"], 2.0)
+        await server.stop_all("done", timeout=0.3)
+        ws_server.close()
+        return late, rnd, server, result
+
+    late, rnd, server, result = asyncio.run(scenario())
+    assert server.workers["b"].connections == 2
+    assert rnd.accepted == ["a"] and rnd.lost == {"b"} and late == ["c"]
+    np.testing.assert_allclose(result["w"], 2.0)
+    assert server.workers["b"].lost == 1 and server.workers["b"].phase == "Stopped"  # lost once, then back
+    assert server.workers["c"].late == 1
+
+
+def test_round_without_quorum_fails_with_a_reason_after_a_bounded_wait() -> None:
+    async def scenario() -> None:
+        server, ws_server, url = await _start(2)
+        a, b = [await FakeTrainer(n, url).join() for n in ("a", "b")]
+        await server.wait_for_workers(2, 5)
+        server.strategy.begin_round(1, GLOBAL)
+        rnd = server.open_round(1, ["a", "b"])
+        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        await a.channel.close()
+        try:
+            await close_round(rnd, round_timeout=0.2, min_clients=2)
+        finally:
+            await b.channel.close()
+            ws_server.close()
+
+    with pytest.raises(JobFailure, match=r"round 1: only 0 result\(s\) from 2 .*lost \['a'\].*no answer from \['b'\]"):
+        asyncio.run(scenario())
+
+
+def test_wrong_token_and_unexpected_worker_get_an_error_reply() -> None:
+    async def scenario() -> tuple[str, str, list[str]]:
+        server, ws_server, url = await _start(1)
+        bad = await FakeTrainer("x", url).join(token="wrong")
+        env1, _ = await bad.channel.recv(5)
+        await FakeTrainer("a", url).join()
+        await server.wait_for_workers(1, 5)
+        extra = await FakeTrainer("b", url).join()
+        env2, _ = await extra.channel.recv(5)
+        connected = server.connected
+        ws_server.close()
+        return env1.meta["reason"], env2.meta["reason"], connected
+
+    wrong, unexpected, connected = asyncio.run(scenario())
+    assert "wrong token" in wrong and "not expected" in unexpected and connected == ["a"]
+
+
+def test_an_update_larger_than_the_model_is_refused_before_buffering(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "fedmist.aggregator")
+
+    async def scenario() -> tuple[object, str]:
+        server, ws_server, url = await _start(1)
+        server.max_update_bytes = len(encode_weights(GLOBAL)) + 100
+        a = await FakeTrainer("a", url).join()
+        await server.wait_for_workers(1, 5)
+        server.strategy.begin_round(1, GLOBAL)
+        rnd = server.open_round(1, ["a"])
+        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        await a.next_fit()
+        await a.reply(1, {**GLOBAL, "w": np.zeros(10_000, np.float32)}, samples=1)
+        reply, _ = await a.channel.recv(5)
+        await asyncio.wait_for(rnd.changed.wait(), 5)
+        ws_server.close()
+        return rnd, reply.meta["reason"]
+
+    rnd, reason = asyncio.run(scenario())
+    assert "exceeds the limit" in reason and rnd.lost == {"a"} and not rnd.accepted
