@@ -46,7 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     job = _load_job(args)
     workdir = Path(args.workdir) if args.workdir else Path("runs") / job.name
-    options = RunOptions(workdir=workdir, timeout_s=args.timeout, progress=not args.no_progress, tls=not args.no_tls)
+    options = RunOptions(workdir=workdir, timeout_s=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
+                         max_restarts=args.max_restarts)
     return LocalJob(job, options).run()
 
 
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", help="where status.json, logs and state go (default runs/<job name>)")
     run.add_argument("--timeout", type=float, default=24 * 3600.0, help="fail the job after this many seconds")
     run.add_argument("--no-progress", action="store_true", help="no live progress, only the final summary")
+    run.add_argument("--max-restarts", type=int, default=3,
+                     help="restarts per failed worker (restartPolicy OnFailure, exponential backoff from 1 s)")
     run.add_argument("--no-tls", action="store_true",
                      help="plain ws instead of wss with a per-job CA (frames are still authenticated by MAC)")
     run.set_defaults(func=cmd_run)

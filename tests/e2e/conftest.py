@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def fedmist(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI as a user would (``python -m fedmist`` of this checkout's venv)."""
-    return subprocess.run([sys.executable, "-m", "fedmist", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
-
-
+from e2e_helpers import FMNIST, fedmist
 @pytest.fixture(scope="session")
 def small_fmnist(tmp_path_factory) -> dict[str, Path]:
     """public 5k / edge1 3k / edge2 3k / test 10k, and a LeNet-5 pretrained on the public split."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, fedmist
+from e2e_helpers import REPO, fedmist
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,7 @@ def test_dead_worker_fails_the_job_naming_it_and_keeps_stored_features(small_fmn
     assert result.returncode != 0
     assert status["phase"] == "Failed"
     message = status["conditions"][-1]["message"]
-    assert message.startswith("worker edge2 (trainer) exited with code 1: dataset fmnist-edge2:"), message
+    assert message.startswith("worker edge2 (trainer) exited with code 2: dataset fmnist-edge2:"), message
     assert status["workers"]["edge2"]["phase"] == "Failed"
     assert "reason: worker edge2" in result.stderr
     # whatever edge1 had uploaded is still on disk

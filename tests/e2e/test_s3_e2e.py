@@ -12,7 +12,7 @@ import boto3
 import pytest
 import yaml
 
-from conftest import REPO, fedmist
+from e2e_helpers import REPO, fedmist
 from test_mistnet_e2e import _job_yaml, _run
 
 pytestmark = pytest.mark.e2e

@@ -27,9 +27,14 @@ from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, Process
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.params import PARSERS
 from fedmist.transport.tls import TlsFiles, make_job_pki
+from fedmist.worker.main import family_of
 
 POLL_S = 0.1
 GRACE_S = 5.0
+BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+CONFIG_ERROR_EXIT = 2  # a worker's "misconfigured" exit: restarting it cannot help
+RESTARTING_POLICIES = frozenset({"OnFailure", "Always"})
 
 
 @dataclass
@@ -39,6 +44,7 @@ class RunOptions:
     progress: bool = True
     bind_host: str = "127.0.0.1"
     tls: bool = True
+    max_restarts: int = 3
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,6 +78,10 @@ class LocalJob:
         self._psutil: dict[str, psutil.Process] = {}
         self.reports: dict[str, dict[str, Any]] = {}
         self._tls: TlsFiles | None = None
+        self._specs = {w.name: w for w in self.workers}
+        self._restart_at: dict[str, float] = {}
+        self._lost: set[str] = set()
+        self._family = family_of(job.params_for(job.aggregator).aggregation_algorithm or "")
 
     # -- paths -------------------------------------------------------------------------------------------------
     def report_path(self, name: str) -> Path:
@@ -100,6 +110,7 @@ class LocalJob:
                         self.status.transition(FAILED, "Timeout", f"job exceeded {self.options.timeout_s:g} s")
                         break
                     self._poll()
+                    self._restart_due()
                     view.update(self.processes, self.reports)
                     self._write_status()
                     time.sleep(POLL_S)
@@ -115,22 +126,33 @@ class LocalJob:
         return 0 if self.status.phase == SUCCEEDED else 1
 
     def _start_all(self) -> None:
-        agg_threads, trainer_threads = thread_budget(len(self.job.trainers))
         for worker in self.workers:
-            threads = agg_threads if worker.role == "aggregator" else trainer_threads
-            env = self._env(worker, threads)
-            command = [sys.executable, "-m", "fedmist", "worker",
-                       "aggregate" if worker.role == "aggregator" else "train", *worker.args]
-            log = open(self.log_path(worker.name), "ab")
-            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=os.getcwd())
-            log.close()
-            self._popen[worker.name] = proc
-            self.processes[worker.name].pid = proc.pid
-            try:
-                self._psutil[worker.name] = psutil.Process(proc.pid)
-            except psutil.Error:
-                pass
+            self._start(worker)
+
+    def _start(self, worker: WorkerSpec) -> None:
+        agg_threads, trainer_threads = thread_budget(len(self.job.trainers))
+        threads = agg_threads if worker.role == "aggregator" else trainer_threads
+        command = [sys.executable, "-m", "fedmist", "worker",
+                   "aggregate" if worker.role == "aggregator" else "train", *worker.args]
+        log = open(self.log_path(worker.name), "ab")
+        proc = subprocess.Popen(command, env=self._env(worker, threads), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=os.getcwd())
+        log.close()
+        self._popen[worker.name] = proc
+        state = self.processes[worker.name]
+        state.pid, state.exit_code = proc.pid, None
+        try:
+            self._psutil[worker.name] = psutil.Process(proc.pid)
+        except psutil.Error:
+            pass
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for name, when in list(self._restart_at.items()):
+            if when <= now:
+                del self._restart_at[name]
+                self.processes[name].restarts += 1
+                self._start(self._specs[name])
 
     def _env(self, worker: WorkerSpec, threads: int) -> dict[str, str]:
         """The worker's environment: this shell's (PATH, HOME...) minus anything that would read as a job
@@ -174,23 +196,46 @@ class LocalJob:
                 pass
 
     def _finished(self) -> bool:
-        """Decide the job's fate from the processes; True once it is decided."""
+        """Decide the job's fate from the processes; True once it is decided.
+
+        A failed worker is restarted per its template's ``restartPolicy`` (OnFailure by default) with
+        exponential backoff, up to ``max_restarts``; a configuration error (exit 2) never is. After that, a
+        FedAvg-family trainer is left to the aggregator's quorum; anything else fails the job, naming it."""
         aggregator = self.processes[self.job.aggregator.name]
         for state in self.processes.values():
-            if state.exit_code not in (None, 0):
-                reason = self.reports.get(state.name, {}).get("error") or self._last_log_line(state.name)
-                self.status.transition(FAILED, "WorkerFailed",
-                                       f"worker {state.name} ({state.role}) exited with code {state.exit_code}: {reason}")
-                return True
+            if state.exit_code in (None, 0) or state.name in self._restart_at or state.name in self._lost:
+                continue
+            reason = self.reports.get(state.name, {}).get("error") or self._last_log_line(state.name)
+            what = f"worker {state.name} ({state.role}) exited with code {state.exit_code}: {reason}"
+            if self._may_restart(state):
+                delay = min(MAX_BACKOFF_S, BACKOFF_S * 2**state.restarts)
+                self._restart_at[state.name] = time.monotonic() + delay
+                self.status.transition(RUNNING, "WorkerRestarting", f"{what}; restart {state.restarts + 1}/"
+                                       f"{self.options.max_restarts} in {delay:g} s")
+                continue
+            if state.role == "trainer" and self._family == "rounds" and aggregator.exit_code is None:
+                self._lost.add(state.name)
+                self.status.transition(RUNNING, "WorkerLost", f"{what}; rounds go on with the quorum")
+                continue
+            limit = f" (after {state.restarts} restarts)" if state.restarts else ""
+            self.status.transition(FAILED, "WorkerFailed", f"{what}{limit}")
+            return True
         if aggregator.exit_code == 0:
             self.status.transition(SUCCEEDED, "JobCompleted", "the aggregator finished and saved the model")
             return True
         return False
 
+    def _may_restart(self, state: ProcessState) -> bool:
+        policy = self._specs[state.name].restart_policy or "OnFailure"
+        return (policy in RESTARTING_POLICIES and state.exit_code != CONFIG_ERROR_EXIT
+                and state.restarts < self.options.max_restarts)
+
     def _stop_all(self) -> None:
         """SIGTERM every still-running process we started, then SIGKILL after a grace period."""
+        self._restart_at.clear()
         running = {n: p for n, p in self._popen.items() if p.poll() is None}
-        for proc in running.values():
+        for name, proc in running.items():
+            self.processes[name].stopped = True
             proc.send_signal(signal.SIGTERM)
         end = time.monotonic() + GRACE_S
         for proc in running.values():

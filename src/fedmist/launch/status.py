@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+STOPPED = "Stopped"  # a worker the launcher ended because the job was already decided
 
 
 def now_iso() -> str:
@@ -31,6 +32,8 @@ class ProcessState:
     memory_limit_bytes: int | None = None
     # Set by launchers that have no PID to show (a Kubernetes pod that is running or has run).
     started: bool = False
+    # Ended by the launcher because the job was over, not by a failure of its own.
+    stopped: bool = False
 
     @property
     def is_started(self) -> bool:
@@ -72,7 +75,7 @@ class JobStatus:
             "elapsed_s": round(time.monotonic() - self.started_monotonic, 3),
             "active": sum(1 for p in processes if p.is_started and p.exit_code is None),
             "succeeded": sum(1 for p in processes if p.exit_code == 0),
-            "failed": sum(1 for p in processes if p.exit_code not in (None, 0)),
+            "failed": sum(1 for p in processes if p.exit_code not in (None, 0) and not p.stopped),
             "progress": _progress(agg_report),
             "aggregator": _worker_entry(aggregator, agg_report, {}) if aggregator else {},
             "workers": {
@@ -112,6 +115,8 @@ def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggrega
 
 
 def _worker_phase(process: ProcessState, report: dict[str, Any]) -> str:
+    if process.stopped:
+        return STOPPED
     if process.exit_code is None:
         return RUNNING if process.is_started else PENDING
     return SUCCEEDED if process.exit_code == 0 else FAILED

@@ -68,10 +68,10 @@ def input_values(epsilon: float, debias: bool, *, train: bool) -> tuple[float, f
     p = keep_probability(epsilon)
     if p >= 1.0:
         return 0.0, 1.0
-    if train:
-        return (float(debias_bits(torch.tensor(0.0, dtype=torch.float64), epsilon)),
-                float(debias_bits(torch.tensor(1.0, dtype=torch.float64), epsilon))) if debias else (0.0, 1.0)
-    return (0.0, 1.0) if debias else (1.0 - p, p)
+    if debias:
+        zero, one = debias_bits(torch.tensor([0.0, 1.0], dtype=torch.float64), epsilon).tolist()
+        return (zero, one) if train else (0.0, 1.0)
+    return (0.0, 1.0) if train else (1.0 - p, p)
 
 
 class _Decoder:
@@ -102,7 +102,7 @@ def train_cloud(
     weight_decay: float = 5e-4,
     epsilon: float,
     debias: bool = True,
-    augment: str | Augmentation | None = "flip",
+    augment: str | Augmentation | None = "none",
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, object]:
@@ -120,7 +120,6 @@ def train_cloud(
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     shape = tuple(source.feature_shape)
     aug = resolve_augmentation(augment)
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps_per_epoch = math.ceil(n / batch_size)

@@ -14,7 +14,7 @@ from typing import Any
 
 from fedmist.spec.errors import ManifestError
 from fedmist.worker.context import ContextError, WorkerContext
-from fedmist.worker.errors import JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.report import record_failure
 
 log = logging.getLogger("fedmist.worker")
@@ -74,7 +74,11 @@ def run_worker(role: str, args: list[str] | None = None) -> int:
         return 2
     try:
         result = loader()(ctx)
-    except (JobFailure, ContextError) as exc:
+    except (ConfigurationError, ContextError) as exc:
+        log.error("bad job configuration: %s", exc)
+        record_failure(ctx.status_file, ctx.worker, role, str(exc))
+        return 2
+    except JobFailure as exc:
         log.error("job failed: %s", exc)
         record_failure(ctx.status_file, ctx.worker, role, str(exc))
         return 1

@@ -25,7 +25,7 @@ from fedmist.wire.tensors import encode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.cloud_train import evaluate_cloud, train_cloud
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.errors import JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.extract import channel_features
 from fedmist.worker.feature_store import open_complete_stores
 from fedmist.worker.report import Reporter
@@ -46,11 +46,11 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     model = build_model(params.model or "lenet5", num_classes=NUM_CLASSES)
     if not ctx.pretrained_model_url:
-        raise JobFailure("MistNet needs pretrained weights: add spec.pretrainedModel (PRETRAINED_MODEL_URL is empty)")
+        raise ConfigurationError("MistNet needs pretrained weights: add spec.pretrainedModel (PRETRAINED_MODEL_URL is empty)")
     try:
         model.load_state_dict(load_weights(ctx.pretrained_model_url))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise JobFailure(f"pretrained model {ctx.pretrained_model_url}: {str(exc).splitlines()[0]}") from None
+        raise ConfigurationError(f"pretrained model {ctx.pretrained_model_url}: {str(exc).splitlines()[0]}") from None
     cut = resolve_cut(model, params.cut_layer if params.cut_layer is not None else 3)
     edge, cloud = split_model(model, cut)
     epsilon = params.epsilon if params.epsilon is not None else float("inf")
@@ -77,6 +77,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         ),
     )
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
+    server.adopt_stored()
     reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon)
     timeout = params.round_timeout or DEFAULT_UPLOAD_TIMEOUT_S
     min_complete = params.min_clients or ctx.participants
@@ -165,13 +166,13 @@ def _load_test_set(url: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         return load_dataset(url, "idx")
     except (OSError, ValueError) as exc:
-        raise JobFailure(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+        raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
 
 
 def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, epsilon: float, debias: bool,
                 metrics: dict[str, Any], privacy: dict[str, Any], history: list[dict[str, Any]]) -> Path:
     if not ctx.model_url:
-        raise JobFailure("MODEL_URL is empty: the aggregationWorker's Model needs a url")
+        raise ConfigurationError("MODEL_URL is empty: the aggregationWorker's Model needs a url")
     path = save_weights(state, ctx.model_url)
     write_json_atomic(Path(f"{path}.json"), {
         "job": ctx.job,

@@ -31,7 +31,7 @@ from fedmist.wire.tensors import decode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.extract import feature_shape_of, iter_extract
-from fedmist.worker.errors import JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.trainer")
@@ -47,7 +47,7 @@ def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
     try:
         images, labels = load_dataset(ctx.dataset_url, ctx.dataset_format)
     except (OSError, ValueError) as exc:
-        raise JobFailure(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
+        raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
     reporter.update(force=True, stage="connecting", samples=len(images))
     return asyncio.run(_run(ctx, images, labels, reporter))
 

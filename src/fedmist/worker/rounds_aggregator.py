@@ -26,7 +26,7 @@ from fedmist.strategy import Strategy, build_strategy
 from fedmist.transport import ws
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.errors import JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.local_train import as_tensors, evaluate, format_for_url, load_numpy_state, state_to_numpy
 from fedmist.worker.report import Reporter
 from fedmist.worker.rounds_server import OpenRound, RoundServer
@@ -58,7 +58,7 @@ class RoundsJob:
             self.strategy: Strategy = build_strategy(
                 params.aggregation_algorithm, {**params.extra, **params.model_dump(exclude={"extra"})})
         except ValueError as exc:
-            raise JobFailure(f"aggregation_algorithm={params.aggregation_algorithm}: {exc}") from None
+            raise ConfigurationError(f"aggregation_algorithm={params.aggregation_algorithm}: {exc}") from None
         self.test = self._load_test_set(params.test_dataset_url)
         self.global_bytes = encode_weights(state_to_numpy(self.model))
         self.model_bytes = raw_parameter_bytes(decode_weights(self.global_bytes))
@@ -72,7 +72,7 @@ class RoundsJob:
         try:
             self.model.load_state_dict(load_weights(url))
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            raise JobFailure(f"pretrained model {url}: {str(exc).splitlines()[0]}") from None
+            raise ConfigurationError(f"pretrained model {url}: {str(exc).splitlines()[0]}") from None
 
     @staticmethod
     def _load_test_set(url: str | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -82,7 +82,7 @@ class RoundsJob:
         try:
             return as_tensors(*load_dataset(url, format_for_url(url)))
         except (OSError, ValueError) as exc:
-            raise JobFailure(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+            raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
 
     def fit_meta(self, config: dict[str, Any]) -> msg.FitMeta:
         params = self.ctx.params
@@ -255,7 +255,7 @@ async def close_round(rnd: OpenRound, round_timeout: float, min_clients: int) ->
 def _save_model(job: RoundsJob, metrics: dict[str, Any]) -> Path:
     ctx = job.ctx
     if not ctx.model_url:
-        raise JobFailure("MODEL_URL is empty: the aggregationWorker's Model needs a url")
+        raise ConfigurationError("MODEL_URL is empty: the aggregationWorker's Model needs a url")
     job.load_global()
     path = save_weights(job.model.state_dict(), ctx.model_url)
     write_json_atomic(Path(f"{path}.json"), {

@@ -24,7 +24,7 @@ from fedmist.transport.payload import recv_payload, send_payload
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.errors import JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.local_train import (
     LocalConfig, as_tensors, evaluate, load_numpy_state, state_to_numpy, train_local, validation_split,
 )
@@ -49,9 +49,9 @@ class LocalData:
         try:
             images, labels = load_dataset(ctx.dataset_url, ctx.dataset_format or "idx")
         except (OSError, ValueError) as exc:
-            raise JobFailure(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
+            raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
         if len(images) == 0:
-            raise JobFailure(f"dataset {ctx.dataset_name or ctx.dataset_url} is empty")
+            raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url} is empty")
         train_idx, val_idx = validation_split(len(images), ctx.params.validation_split or 0.0, ctx.params.seed or 0)
         self.x, self.y = as_tensors(images[train_idx], labels[train_idx])
         self.val = as_tensors(images[val_idx], labels[val_idx]) if len(val_idx) else None

@@ -61,6 +61,22 @@ class UploadServer:
     _done: asyncio.Event = field(default_factory=asyncio.Event)
     gate: ConnectionGate = field(default_factory=ConnectionGate)
 
+    def adopt_stored(self) -> list[str]:
+        """Count uploads a previous run of this aggregator already verified and stored (a restart after a
+        crash), so edges that finished are not waited for again. Returns the adopted workers."""
+        adopted = []
+        root = self.plan.store_root
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+            manifest = read_manifest(folder)
+            if manifest is not None and manifest.complete and len(self.edges) < self.plan.participants:
+                self.edges[folder.name] = EdgeProgress(phase="Uploaded", samples=manifest.num_samples,
+                                                       received=manifest.num_samples)
+                adopted.append(folder.name)
+        if adopted:
+            log.info("resuming with stored uploads of %s", ", ".join(adopted))
+            self._mark_done()
+        return adopted
+
     @property
     def complete(self) -> list[str]:
         return sorted(name for name, edge in self.edges.items() if edge.phase == "Uploaded")
