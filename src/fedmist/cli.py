@@ -108,7 +108,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from fedmist.models.pretrain import pretrain
     from fedmist.models.weights import save_weights
 
-    torch.set_num_threads(args.threads)
+
     images, labels = load_dataset(args.data, "idx")
     started = time.monotonic()
 
@@ -117,7 +117,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"pretrain epoch {epoch}/{args.epochs}: {shown}", file=sys.stderr)
 
     state = pretrain(images, labels, model=args.model, epochs=args.epochs, seed=args.seed,
-                     cut_layer=args.cut_layer, on_epoch=on_epoch)
+                     cut_layer=args.cut_layer or None, channel_epsilon=args.channel_epsilon,
+                     threads=args.threads, on_epoch=on_epoch)
     path = save_weights(state, args.out)
     print(f"wrote {path} ({len(images)} images, {args.epochs} epochs, {time.monotonic() - started:.1f} s)")
     return 0
@@ -227,9 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--data", required=True, help="IDX dataset folder (e.g. the public split)")
     pre.add_argument("--out", required=True, help="output .pth (or .safetensors) file")
     pre.add_argument("--model", default="lenet5")
-    pre.add_argument("--epochs", type=int, default=5)
+    pre.add_argument("--epochs", type=int, default=15)
     pre.add_argument("--cut-layer", type=int, default=3,
                      help="train the edge features to be informative as noisy bits at this cut (0: plain)")
+    pre.add_argument("--channel-epsilon", type=float, default=1.0,
+                     help="randomized-response epsilon of the channel simulated at the cut while pretraining "
+                          "(public data only; 1.0 serves every job epsilon >= 1 well, 'inf' = binarize only)")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--threads", type=int, default=2)
     pre.set_defaults(func=cmd_pretrain)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from fedmist.models.lenet import lenet5
-from fedmist.models.pretrain import BitChannel, pretrain, surrogate_edge
-from fedmist.models.split import split_model
+from fedmist.models.pretrain import BitChannel, pretrain
+from fedmist.models.split import drop_trailing_relus, split_model
 from fedmist.privacy.channel import keep_probability
 
 
@@ -27,16 +27,16 @@ def test_bit_channel_forward_is_the_channel_with_a_sigmoid_gradient() -> None:
     assert float(debiased.mean()) == pytest.approx(1.0, abs=0.03)  # unbiased for the clean bit
 
 
-def test_surrogate_edge_gives_the_same_bits() -> None:
+def test_drop_trailing_relus_gives_the_same_bits() -> None:
     torch.manual_seed(0)
     edge, _ = split_model(lenet5(), 3)
-    sur = surrogate_edge(edge)
+    sur = drop_trailing_relus(edge)
     assert [type(m) for m in sur] == [nn.Conv2d, nn.MaxPool2d]
     x = torch.rand(8, 1, 28, 28) - 0.3
     with torch.no_grad():
         assert torch.equal(edge(x) > 0, sur(x) > 0)
     odd = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid())
-    assert surrogate_edge(odd) is odd  # nothing provably equivalent to drop
+    assert drop_trailing_relus(odd) is odd  # nothing provably equivalent to drop
 
 
 def test_pretrain_returns_lenet_state_dict_and_reports_epochs() -> None:

@@ -58,3 +58,17 @@ def test_iter_extract_streams_batches(edge: torch.nn.Sequential, images: np.ndar
     assert edge.training  # mode restored after the pass
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         next(iter_extract(edge, images, 1.0, batch_size=1))
+
+
+def test_fast_inference_path_matches_the_modules_exactly() -> None:
+    from fedmist.worker.extract import _max_pool_2x2, _run_edge
+
+    torch.manual_seed(1)
+    edge = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                               torch.nn.Conv2d(3, 2, 2), torch.nn.ReLU(), torch.nn.MaxPool2d(2, ceil_mode=True))
+    x = torch.randn(5, 1, 15, 15)  # odd sizes: floor-mode pooling drops the last row/column
+    with torch.no_grad():
+        assert torch.equal(_run_edge(edge, x) > 0, edge(x) > 0)
+        assert torch.equal(_run_edge(edge[:3], x) > 0, edge[:3](x) > 0)
+        assert torch.equal(_max_pool_2x2(torch.nn.MaxPool2d(2), x), torch.nn.MaxPool2d(2)(x))  # same values
+        assert _max_pool_2x2(torch.nn.MaxPool2d(3), x) is None  # other shapes use the module itself

@@ -96,7 +96,9 @@ def _is_images_file(name: str) -> bool:
 
 
 def _images_in(directory: Path, prefix: str = "") -> list[Path]:
-    return sorted(f for f in directory.iterdir() if f.is_file() and f.name.startswith(prefix) and _is_images_file(f.name))
+    return sorted(
+        f for f in directory.iterdir() if f.is_file() and f.name.startswith(prefix) and _is_images_file(f.name)
+    )
 
 
 def find_idx_pair(url: str | os.PathLike[str]) -> tuple[Path, Path]:

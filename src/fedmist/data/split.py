@@ -78,7 +78,9 @@ def split_dataset(
     test_images, test_labels = load_idx_dataset(src / "t10k")
     total = public + sum(edges)
     if total > len(images):
-        raise ValueError(f"{src}: asked for {total} training samples (public {public} + edges {edges}), only {len(images)} exist")
+        raise ValueError(
+            f"{src}: asked for {total} training samples (public {public} + edges {edges}), only {len(images)} exist"
+        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
     parts: dict[str, np.ndarray] = {"public": order[:public]}

@@ -58,3 +58,25 @@ def split_model(model: nn.Sequential, cut_layer: int | str) -> tuple[nn.Sequenti
     cut = resolve_cut(model, cut_layer)
     children = [(name, copy.deepcopy(module)) for name, module in model.named_children()]
     return _sequential(children[:cut]), _sequential(children[cut:])
+
+
+def _is_parametric(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=True))
+
+
+def drop_trailing_relus(edge: nn.Sequential) -> nn.Sequential:
+    """The edge without the ReLUs after its last weighted layer, when only ReLU/max-pool/flatten follow it.
+
+    It yields the same bits (``1[relu(x) > 0] = 1[x > 0]``, and max-pooling commutes with ReLU), which
+    helps twice: extraction skips a pass over the largest activation, and channel-aware pretraining keeps
+    the values below zero, so a unit that is off still gets a gradient that can turn it on. Otherwise
+    (any other module after the last weighted one) the edge is returned unchanged. Modules are shared.
+    """
+    mods = list(edge)
+    weighted = [i for i, m in enumerate(mods) if _is_parametric(m)]
+    if not weighted:
+        return edge
+    head, tail = mods[: weighted[-1] + 1], mods[weighted[-1] + 1 :]
+    if not all(isinstance(m, (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity)) for m in tail):
+        return edge
+    return nn.Sequential(*head, *(m for m in tail if not isinstance(m, nn.ReLU)))

@@ -19,7 +19,7 @@ _WRAPPER_KEYS = ("state_dict", "model")
 
 
 def load_weights(path: str | os.PathLike[str]) -> StateDict:
-    """Read a state dict from ``.pth``/``.pt`` (plain or wrapped in ``{"state_dict"|"model": ...}``) or ``.safetensors``."""
+    """Read a state dict from ``.pth``/``.pt`` (plain, or under a "state_dict"/"model" key) or ``.safetensors``."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"weights file not found: {p} (refusing to fall back to random initialisation)")

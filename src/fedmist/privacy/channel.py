@@ -94,7 +94,7 @@ def bit_lookup_table(zero: float = 0.0, one: float = 1.0) -> torch.Tensor:
 
 
 def unpack_with_table(packed: torch.Tensor, r: int, table: torch.Tensor) -> torch.Tensor:
-    """Unpack ``(B, nbytes)`` uint8 to ``(B, r)`` float32 values looked up in ``table`` (see :func:`bit_lookup_table`)."""
+    """Unpack ``(B, nbytes)`` uint8 to ``(B, r)`` float32 values looked up in a :func:`bit_lookup_table`."""
     _check_packed_shape(tuple(packed.shape), packed.dtype == torch.uint8, r)
     flat = table.index_select(0, packed.reshape(-1).to(torch.int64))
     return flat.view(packed.shape[0], -1)[:, :r]

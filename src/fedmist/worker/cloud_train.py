@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedmist.privacy.channel import debias as debias_bits
-from fedmist.privacy.channel import bit_lookup_table, keep_probability, unpack_with_table
 from fedmist.data.augment import Augmentation, resolve_augmentation
 from fedmist.models.optim import OneCycleSGD
+from fedmist.privacy.channel import bit_lookup_table, keep_probability, unpack_with_table
+from fedmist.privacy.channel import debias as debias_bits
 
 
 class PackedFeatureSource(Protocol):
@@ -125,7 +125,8 @@ def train_cloud(
     steps_per_epoch = math.ceil(n / batch_size)
     decode = _Decoder(shape, input_values(epsilon, debias, train=True))
     cloud.to(memory_format=torch.channels_last)
-    opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch, weight_decay=weight_decay)
+    opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch,
+                      weight_decay=weight_decay)
     history: list[dict[str, float]] = []
     t_start = time.perf_counter()
     cloud.train()
