@@ -82,9 +82,7 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     edges = [int(x) for x in args.edges.split(",") if x.strip()]
     summary = split_dataset(args.source, args.out, public=args.public, edges=edges, seed=args.seed,
                             alpha=args.alpha)
-    counts = ", ".join(f"{name} {info['count'] if isinstance(info, dict) else info}"
-                       for name, info in summary.get("splits", summary).items()
-                       if isinstance(info, (dict, int)))
+    counts = ", ".join(f"{name} {info['count']}" for name, info in summary["splits"].items())
     print(f"wrote {args.out}: {counts}")
     return 0
 

@@ -76,19 +76,35 @@ def test_mistnet_without_epsilon_is_a_one_line_manifest_error(tmp_path):
 
 
 def test_dead_worker_fails_the_job_naming_it_and_keeps_stored_features(small_fmnist, tmp_path):
+    """edge2's dataset folder does not exist: its process exits 2 (misconfigured, never restarted) and the job
+    fails naming it. An upload the aggregator stored in an earlier run of this work folder survives intact."""
+    import hashlib
+
+    import numpy as np
+
+    from fedmist.worker.feature_store import WorkerStore, read_manifest
+
     data = dict(small_fmnist)
     broken = tmp_path / "data"
     broken.mkdir()
     (broken / "edge1").symlink_to(small_fmnist["data"] / "edge1")
     (broken / "test").symlink_to(small_fmnist["data"] / "test")
-    data["data"] = broken  # edge2's dataset folder does not exist: its process fails while edge1 uploads
+    data["data"] = broken
+    store_root = tmp_path / "run" / "state" / "cloud" / "features"
+    rows = np.random.default_rng(0).integers(0, 256, size=(3000, 148), dtype=np.uint8)
+    rows[:, -1] %= 10
+    stored = WorkerStore.open(store_root, "edge1", num_samples=3000, feature_bytes=147, label_bytes=1,
+                              feature_shape=[6, 14, 14])
+    stored.write(0, rows.tobytes())
+    stored.finish(hashlib.sha256(rows.tobytes()).hexdigest())
+
     result, status = _run(_job_yaml(tmp_path), data, tmp_path)
     assert result.returncode != 0
     assert status["phase"] == "Failed"
     message = status["conditions"][-1]["message"]
     assert message.startswith("worker edge2 (trainer) exited with code 2: dataset fmnist-edge2:"), message
-    assert status["workers"]["edge2"]["phase"] == "Failed"
+    assert status["workers"]["edge2"]["phase"] == "Failed" and status["workers"]["edge2"]["restarts"] == 0
     assert "reason: worker edge2" in result.stderr
-    # whatever edge1 had uploaded is still on disk
-    assert (tmp_path / "run" / "state" / "cloud" / "features" / "edge1" / "manifest.json").exists() or \
-        status["workers"]["edge1"]["bytes_up"] == 0
+    manifest = read_manifest(store_root / "edge1")
+    assert manifest is not None and manifest.complete
+    assert (store_root / "edge1" / "records.u8").read_bytes() == rows.tobytes()

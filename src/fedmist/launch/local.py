@@ -8,6 +8,7 @@ It only ever signals processes it started, by PID.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -178,8 +179,6 @@ class LocalJob:
         return env
 
     def _poll(self) -> None:
-        import json
-
         for name, proc in self._popen.items():
             state = self.processes[name]
             if state.exit_code is None:

@@ -15,6 +15,8 @@ class Channel(abc.ABC):
     """One authenticated, ordered, message-oriented connection to a peer."""
 
     peer: str
+    bytes_sent: int = 0      # frame bytes this side put on the wire (status reports them per worker)
+    bytes_received: int = 0  # frame bytes received and accepted by the decoder
 
     @abc.abstractmethod
     async def send(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> int:

@@ -151,7 +151,7 @@ class RoundServer:
             hello = msg.parse_meta(hello_env, msg.HELLO)
             name = self._admit(hello_env, hello, channel)
             while not self.stopping:
-                before = getattr(channel, "bytes_received", 0)
+                before = channel.bytes_received
                 envelope, body = await channel.recv(self.idle_timeout)
                 await self._on_message(name, channel, envelope, body, before)
         except ProtocolError as exc:
@@ -199,14 +199,14 @@ class RoundServer:
         if not wanted:
             await drain_payload(channel, envelope, body, self.payload_timeout)
             state.late += 1
-            state.bytes_up += getattr(channel, "bytes_received", 0) - before
+            state.bytes_up += channel.bytes_received - before
             log.info("discarded a late result of %s for round %d", name, envelope.round)
             self.on_change()
             return
         async with self._slot:
             _, payload = await recv_payload(channel, envelope, body, self.payload_timeout,
                                             self.max_update_bytes or self.limits.max_payload_bytes)
-            received = getattr(channel, "bytes_received", 0) - before
+            received = channel.bytes_received - before
             state.bytes_up += received
             rnd.bytes_up += received
             if rnd.closed:  # the deadline passed while the last chunks were in flight

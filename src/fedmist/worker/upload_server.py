@@ -157,10 +157,11 @@ class UploadServer:
         edge.phase = "Extracting"
         self.on_change()
         store: WorkerStore | None = None
+        received_before = channel.bytes_received
         try:
             while True:
                 envelope, body = await channel.recv(self.plan.idle_timeout)
-                edge.bytes_up += len(body) + 256
+                edge.bytes_up = channel.bytes_received - received_before
                 if envelope.type == msg.RECORDS:
                     store = self._write_chunk(store, name, envelope, body, hello.num_samples)
                     edge.phase, edge.received = "Uploading", store.manifest.received
