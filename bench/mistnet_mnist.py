@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ def job_file(root: Path, epsilon: str) -> Path:
 
 def run(root: Path, data: Path, pretrained: Path, epsilon: str, label: str) -> dict:
     workdir = root / f"run-{label}"
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh job each time: no stored uploads to resume from
     started = time.monotonic()
     done = fedmist("run", "-f", str(job_file(root, epsilon)), "--path-map", f"/data={data}",
                    "--path-map", f"/pretrained={pretrained}", "--path-map", f"/model={root / 'model' / label}",

@@ -90,7 +90,7 @@ def test_dead_worker_fails_the_job_naming_it_and_keeps_stored_features(small_fmn
     (broken / "edge1").symlink_to(small_fmnist["data"] / "edge1")
     (broken / "test").symlink_to(small_fmnist["data"] / "test")
     data["data"] = broken
-    store_root = tmp_path / "run" / "state" / "cloud" / "features"
+    store_root = tmp_path / "run" / "state" / "cloud" / "features" / "0123456789abcdef"  # an earlier task
     rows = np.random.default_rng(0).integers(0, 256, size=(3000, 148), dtype=np.uint8)
     rows[:, -1] %= 10
     stored = WorkerStore.open(store_root, "edge1", num_samples=3000, feature_bytes=147, label_bytes=1,

@@ -130,3 +130,16 @@ def test_wrong_hash_at_the_end_is_refused_and_nothing_is_marked_complete(tmp_pat
     assert reply.type == msg.ERROR and "sha256 does not match" in reply.meta["reason"] and complete == []
     with pytest.raises(ProtocolError, match="peer reported an error"):
         msg.parse_meta(reply, msg.ACK)
+
+
+def test_a_restarted_aggregator_adopts_stored_uploads_of_the_same_task_only(tmp_path):
+    rows = np.arange(6 * 3, dtype=np.uint8).reshape(6, 3)
+
+    async def body(server, url):
+        assert (await _upload(url, "edge1", rows)).complete
+
+    asyncio.run(_with_server(_plan(tmp_path), body))
+    assert UploadServer(_plan(tmp_path)).adopt_stored() == ["edge1"]  # same task: not waited for again
+    other = _plan(tmp_path)
+    other.task = other.task.model_copy(update={"epsilon": "1.0"})  # features made at epsilon 2 do not fit
+    assert UploadServer(other).adopt_stored() == []

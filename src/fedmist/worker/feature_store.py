@@ -40,6 +40,11 @@ class StoreManifest:
     def record_bytes(self) -> int:
         return self.feature_bytes + self.label_bytes
 
+    @property
+    def task(self) -> str:
+        """Fingerprint of the task these records answer ("" for stores made without one)."""
+        return str(self.extra.get("task", ""))
+
 
 class WorkerStore:
     """One worker's records file plus manifest. Writes are append-at-offset and idempotent."""
@@ -53,15 +58,18 @@ class WorkerStore:
 
     @classmethod
     def open(cls, root: Path, worker: str, *, num_samples: int, feature_bytes: int, label_bytes: int,
-             feature_shape: list[int]) -> "WorkerStore":
-        """Open (resuming) or create the store for ``worker``; a layout change starts it afresh."""
+             feature_shape: list[int], task: str = "") -> "WorkerStore":
+        """Open (resuming) or create the store for ``worker``. A change of layout or of ``task`` (the
+        fingerprint of what the edge was asked to compute: model, cut, epsilon, edge weights) starts it afresh,
+        so features made for another job setting are never mixed in or reused."""
         folder = root / worker
         folder.mkdir(parents=True, exist_ok=True)
-        wanted = StoreManifest(worker, num_samples, feature_bytes, label_bytes, list(feature_shape))
+        wanted = StoreManifest(worker, num_samples, feature_bytes, label_bytes, list(feature_shape),
+                               extra={"task": task})
         existing = read_manifest(folder)
         same_layout = existing is not None and (
-            existing.num_samples, existing.feature_bytes, existing.label_bytes, existing.feature_shape
-        ) == (num_samples, feature_bytes, label_bytes, list(feature_shape))
+            existing.num_samples, existing.feature_bytes, existing.label_bytes, existing.feature_shape,
+            existing.task) == (num_samples, feature_bytes, label_bytes, list(feature_shape), task)
         store = cls(folder, existing if same_layout else wanted)
         if not same_layout:
             store._path.unlink(missing_ok=True)

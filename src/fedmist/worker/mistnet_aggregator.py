@@ -29,7 +29,7 @@ from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.extract import channel_features
 from fedmist.worker.feature_store import open_complete_stores
 from fedmist.worker.report import Reporter
-from fedmist.worker.upload_server import UploadPlan, UploadServer
+from fedmist.worker.upload_server import UploadPlan, UploadServer, task_fingerprint
 
 log = logging.getLogger("fedmist.aggregator")
 
@@ -56,19 +56,19 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     epsilon = params.epsilon if params.epsilon is not None else float("inf")
     test = _load_test_set(params.test_dataset_url)
 
-    store_root = ctx.state_dir / "features"
     transmitter = _s3_ready(ctx)
+    task = msg.TaskMeta(
+        algorithm="mistnet", model=params.model or "lenet5", cut_layer=cut, epsilon=msg.format_epsilon(epsilon),
+        label_epsilon=msg.format_epsilon(params.label_epsilon) if params.label_epsilon else "",
+        batch_size=max(2, params.batch_size or 32), num_classes=NUM_CLASSES, chunk_records=1000,
+    )
+    edge_weights = encode_arrays({k: v.numpy() for k, v in edge.state_dict().items()})
+    store_root = ctx.state_dir / "features" / task_fingerprint(task, edge_weights)[:16]
     server = UploadServer(
         UploadPlan(
             job=ctx.job,
-            task=msg.TaskMeta(
-                algorithm="mistnet", model=params.model or "lenet5", cut_layer=cut,
-                epsilon=msg.format_epsilon(epsilon),
-                label_epsilon=msg.format_epsilon(params.label_epsilon) if params.label_epsilon else "",
-                batch_size=max(2, params.batch_size or 32), num_classes=NUM_CLASSES,
-                chunk_records=1000,
-            ),
-            edge_weights=encode_arrays({k: v.numpy() for k, v in edge.state_dict().items()}),
+            task=task,
+            edge_weights=edge_weights,
             participants=ctx.participants,
             token=ctx.token,
             store_root=store_root,

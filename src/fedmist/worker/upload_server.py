@@ -8,7 +8,10 @@ aggregator down. Every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +39,13 @@ class EdgeProgress:
     compute_s: float = 0.0
 
 
+def task_fingerprint(task: msg.TaskMeta, edge_weights: bytes) -> str:
+    """What makes stored records reusable: the task (less the resume offset) and the edge weights. Stores
+    are kept per fingerprint, so features made for another epsilon, cut or model are never reused."""
+    fields = task.model_dump(exclude={"resume_records"})
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode() + edge_weights).hexdigest()
+
+
 @dataclass
 class UploadPlan:
     """What every edge is told to do (the ``task`` message) and how the server is bounded."""
@@ -48,6 +58,10 @@ class UploadPlan:
     store_root: Path
     hello_timeout: float = 30.0
     idle_timeout: float = 120.0
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        return task_fingerprint(self.task, self.edge_weights)
+
     s3: Any = None  # an S3Transmitter when TRANSMITTER=s3: records arrive as an object, not as frames
     key_for: Callable[[str], str] | None = None  # worker -> the only object key that worker may name
 
@@ -68,7 +82,8 @@ class UploadServer:
         root = self.plan.store_root
         for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
             manifest = read_manifest(folder)
-            if manifest is not None and manifest.complete and len(self.edges) < self.plan.participants:
+            if (manifest is not None and manifest.complete and manifest.task == self.plan.fingerprint
+                    and len(self.edges) < self.plan.participants):
                 self.edges[folder.name] = EdgeProgress(phase="Uploaded", samples=manifest.num_samples,
                                                        received=manifest.num_samples)
                 adopted.append(folder.name)
@@ -144,8 +159,10 @@ class UploadServer:
         edge = self.edges[name]
         edge.samples = hello.num_samples
         existing = read_manifest(self.plan.store_root / name)
-        resume = existing.received if existing and existing.num_samples == hello.num_samples else 0
-        if existing and existing.complete and existing.num_samples == hello.num_samples:
+        if existing is not None and (existing.num_samples, existing.task) != (hello.num_samples, self.plan.fingerprint):
+            existing = None  # made for another task or dataset: start afresh
+        resume = existing.received if existing else 0
+        if existing and existing.complete:
             edge.phase, edge.received = "Uploaded", existing.num_samples
             await channel.send(self._envelope(msg.ACK, {"received": existing.num_samples, "complete": True}))
             self._mark_done()
@@ -201,7 +218,7 @@ class UploadServer:
         if store is None:
             store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples,
                                      feature_bytes=meta.feature_bytes, label_bytes=meta.label_bytes,
-                                     feature_shape=meta.feature_shape)
+                                     feature_shape=meta.feature_shape, task=self.plan.fingerprint)
         layout = (store.manifest.feature_bytes, store.manifest.label_bytes, store.manifest.feature_shape)
         if layout != (meta.feature_bytes, meta.label_bytes, meta.feature_shape):
             raise ProtocolError("records layout changed during the upload")
@@ -221,7 +238,7 @@ class UploadServer:
             raise ProtocolError("object upload without a records layout for the announced samples")
         layout = done.layout
         store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples, feature_bytes=layout.feature_bytes,
-                                 label_bytes=layout.label_bytes, feature_shape=layout.feature_shape)
+                                 label_bytes=layout.label_bytes, feature_shape=layout.feature_shape, task=self.plan.fingerprint)
         store.manifest.received = 0
         size = num_samples * store.manifest.record_bytes
         from fedmist.transport.s3 import S3Error
@@ -246,7 +263,7 @@ class UploadServer:
     def _open_store(self, name: str, num_samples: int) -> WorkerStore:
         """The store of an edge that resumed with nothing left to send."""
         manifest = read_manifest(self.plan.store_root / name)
-        if manifest is None or manifest.num_samples != num_samples:
+        if manifest is None or (manifest.num_samples, manifest.task) != (num_samples, self.plan.fingerprint):
             raise ProtocolError("upload finished before any records arrived")
         return WorkerStore(self.plan.store_root / name, manifest)
 
