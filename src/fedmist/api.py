@@ -17,6 +17,7 @@ only :meth:`Job.run` (which starts processes) or :func:`pretrain` load the heavy
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -169,11 +170,9 @@ class Job:
                   options: Mapping[str, str] | None = None) -> str:
         if isinstance(data, Path) or (isinstance(data, str) and not is_import_path(data)):
             return str(data)
-        url = self._import_name(data, what)
-        query = {**({"split": split} if split else {}), **(options or {})}
-        if query:
-            url += ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in query.items())
-        return url
+        loader, bound = _unwrap_partial(data, what)
+        return _with_query(self._import_name(loader, what), {**({"split": split} if split else {}), **bound,
+                                                             **(options or {})})
 
     def _documents(self, name: str, edges: list[Edge], agg_env: Mapping[str, Value | None],
                    shared: Mapping[str, Value | None], model_url: str | Path,
@@ -299,16 +298,38 @@ def pretrain(model: str | Callable[..., Any], data: str | Path | Callable[..., A
     from fedmist.models.weights import save_weights
 
     name = model if isinstance(model, str) else path_of(model, "model")
+    bound: dict[str, str] = {}
     if callable(data) and not isinstance(data, (str, Path)):
-        data = path_of(data, "data")
-    data = str(data)
-    if is_import_path(data):
-        query = {"split": split, **(options or {})}
-        data += ("&" if "?" in data else "?") + "&".join(f"{k}={v}" for k, v in query.items())
-    inputs, labels = load_dataset(data, _format_of(data, data))
+        loader, bound = _unwrap_partial(data, "data")
+        data = path_of(loader, "data")
+    url = str(data)
+    if is_import_path(url):
+        url = _with_query(url, {"split": split, **bound, **(options or {})})
+    inputs, labels = load_dataset(url, _format_of(data, url))
     state = train_public(inputs, labels, model=name, epochs=epochs, batch_size=batch_size, max_lr=max_lr, seed=seed,
                          cut_layer=cut_layer, channel_epsilon=channel_epsilon, threads=threads)
     return save_weights(state, out)
+
+
+def _unwrap_partial(data: Any, what: str) -> tuple[Any, dict[str, str]]:
+    """``functools.partial(loader, root="/x")`` -> ``(loader, {"root": "/x"})``: bound keywords travel as the
+    url's options (text), so a worker process can rebuild the call. Positional arguments cannot."""
+    if not isinstance(data, functools.partial):
+        return data, {}
+    if data.args:
+        raise ValueError(f"{what}: bind loader options by keyword (functools.partial(loader, root=...)), "
+                         f"not by position")
+    return data.func, {key: str(value) for key, value in data.keywords.items()}
+
+
+def _with_query(url: str, options: Mapping[str, str]) -> str:
+    """``url`` with ``options`` appended as ``?name=value&...`` (values must not contain ``&``)."""
+    for key, value in options.items():
+        if "&" in str(value) or not key.isidentifier():
+            raise ValueError(f"loader option {key}={value!r}: names must be identifiers and values must not contain '&'")
+    if not options:
+        return url
+    return url + ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in options.items())
 
 
 def _format_of(data: object, url: str) -> str:
