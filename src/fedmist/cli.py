@@ -122,6 +122,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cut_layer_arg(text: str) -> int | str:
+    """``--cut-layer``: an index (``3``; ``0`` = no channel) or a layer/stage name (``pool1``)."""
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from fedmist.launch.report import write_report
 
@@ -231,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, help="output .pth (or .safetensors) file")
     pre.add_argument("--model", default="lenet5", help="built-in name or import path 'package.module:factory'")
     pre.add_argument("--epochs", type=int, default=15)
-    pre.add_argument("--cut-layer", type=int, default=3,
-                     help="train the edge features to be informative as noisy bits at this cut (0: plain)")
+    pre.add_argument("--cut-layer", type=_cut_layer_arg, default=3,
+                     help="train the edge features to be informative as noisy bits at this cut, an index or a "
+                          "layer name (0: plain)")
     pre.add_argument("--channel-epsilon", type=float, default=1.0,
                      help="randomized-response epsilon of the channel simulated at the cut while pretraining "
                           "(public data only; 1.0 serves every job epsilon >= 1 well, 'inf' = binarize only)")
