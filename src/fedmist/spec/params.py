@@ -131,6 +131,7 @@ PARSERS: Final[dict[str, Parser]] = {
     "test_dataset_url": _text,
     "model": _model,
     "trainer": _trainer,
+    "num_classes": _integer(2),
     "imgsz": _integer(1),
     "fraction_fit": _number(lambda x: 0 < x <= 1, "a number in (0, 1]"),
     "mu": _non_negative,
@@ -169,6 +170,7 @@ class JobParams(BaseModel):
     test_dataset_url: str | None = None
     model: str | None = None
     trainer: str | None = None
+    num_classes: int | None = None
     imgsz: int | None = None
     fraction_fit: float | None = None
     mu: float | None = None

@@ -33,7 +33,7 @@ from fedmist.worker.upload_server import UploadPlan, UploadServer, task_fingerpr
 log = logging.getLogger("fedmist.aggregator")
 
 DEFAULT_UPLOAD_TIMEOUT_S = 1800.0
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # unless the job sets num_classes (a user model/loader with other classes)
 
 
 def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     reporter.update(force=True, phase="Running", stage="preparing", algorithm="mistnet")
 
     try:
-        model = build_job_model(params.model or "lenet5", num_classes=NUM_CLASSES)
+        model = build_job_model(params.model or "lenet5", num_classes=params.num_classes or NUM_CLASSES)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     if not ctx.pretrained_model_url:
@@ -66,7 +66,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     task = msg.TaskMeta(
         algorithm="mistnet", model=params.model or "lenet5", cut_layer=cut, epsilon=msg.format_epsilon(epsilon),
         label_epsilon=msg.format_epsilon(params.label_epsilon) if params.label_epsilon else "",
-        batch_size=max(2, params.batch_size or 32), num_classes=NUM_CLASSES, chunk_records=1000,
+        batch_size=max(2, params.batch_size or 32), num_classes=params.num_classes or NUM_CLASSES, chunk_records=1000,
     )
     edge_weights = encode_arrays({k: v.numpy() for k, v in edge.state_dict().items()})
     store_root = ctx.state_dir / "features" / task_fingerprint(task, edge_weights)[:16]

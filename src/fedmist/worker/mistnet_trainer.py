@@ -31,7 +31,7 @@ from fedmist.wire.tensors import decode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.extract import feature_shape_of, iter_extract
-from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
 from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.trainer")
@@ -129,6 +129,7 @@ class _RecordStream:
 async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module,
                   images: np.ndarray | torch.Tensor, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
     epsilon = msg.parse_epsilon(task.epsilon)
+    check_labels(labels, task.num_classes, ctx.dataset_name or ctx.dataset_url)
     shape = feature_shape_of(edge, probe=probe_batch(images))
     feature_bytes = (int(np.prod(shape)) + 7) // 8
     label_bytes = 1 if task.num_classes <= 256 else 2

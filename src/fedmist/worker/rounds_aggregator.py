@@ -37,7 +37,7 @@ log = logging.getLogger("fedmist.aggregator")
 
 DEFAULT_ROUNDS = 10
 DEFAULT_ROUND_TIMEOUT_S = 600.0
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # unless the job sets num_classes (a user model/loader with other classes)
 UPDATE_SLACK_BYTES = 64 * 1024  # an update is the global model re-encoded; only its header may differ a little
 
 
@@ -81,7 +81,7 @@ class RoundsJob:
 
     def _build_model(self) -> torch.nn.Module:
         try:
-            return build_job_model(self.model_name, num_classes=NUM_CLASSES)
+            return build_job_model(self.model_name, num_classes=self.ctx.params.num_classes or NUM_CLASSES)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
 
@@ -99,7 +99,8 @@ class RoundsJob:
         params = self.ctx.params
         defaults = {"epochs": params.epochs, "batch_size": params.batch_size, "learning_rate": params.learning_rate}
         extra = {k: v for k, v in defaults.items() if v is not None}
-        return msg.FitMeta(config={**extra, **config}, model=self.model_name, num_classes=NUM_CLASSES,
+        return msg.FitMeta(config={**extra, **config}, model=self.model_name,
+                           num_classes=params.num_classes or NUM_CLASSES,
                            rounds=self.rounds, trainer=params.trainer or "")
 
     def load_global(self) -> None:

@@ -25,7 +25,7 @@ from fedmist.transport.payload import recv_payload, send_payload
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
 from fedmist.worker.local_train import (
     LocalConfig, LocalResult, as_tensors, load_numpy_state, state_to_numpy, validation_split,
 )
@@ -96,6 +96,7 @@ class RoundsTrainer:
         """The model the aggregator named and this worker's trainer (its own env ``trainer`` wins over the
         aggregator's); a bad import path is a configuration error (exit 2), not a protocol one."""
         name = meta.model or self.ctx.params.model or "lenet5"
+        check_labels(self.data.y.numpy(), meta.num_classes, self.ctx.dataset_name or self.ctx.dataset_url)
         try:
             model = build_job_model(name, num_classes=meta.num_classes)
             trainer = build_trainer(self.ctx.params.trainer or meta.trainer or None, self.ctx.params.extra)
