@@ -148,7 +148,9 @@ class Job:
         self = cls.__new__(cls)
         self._documents_built = None
         resolved = resolve_job(bundle, job)
-        self._init(resolved, [str(w) for w in bundle.warnings], [str(resolved.job_file.parent.resolve())])
+        from fedmist.preflight import user_code_folders
+
+        self._init(resolved, [str(w) for w in bundle.warnings], user_code_folders(resolved, [resolved.job_file.parent]))
         return self
 
     def _init(self, resolved: ResolvedJob, warnings: list[str], python_path: list[str]) -> None:
@@ -220,7 +222,9 @@ class Job:
 
     @property
     def python_path(self) -> tuple[str, ...]:
-        """Folders put first on the workers' ``PYTHONPATH`` (and searched by :meth:`check`)."""
+        """Folders put first on the workers' ``PYTHONPATH`` (and searched by :meth:`check`): where the user
+        objects given to the constructor were imported from, or the job file's folder when it holds the
+        package an import path names."""
         return tuple(self._python_path)
 
     @property

@@ -79,3 +79,31 @@ def _check_trainer(path: str) -> None:
     from fedmist.training import resolve_trainer
 
     resolve_trainer(path)
+
+
+def import_paths(job: ResolvedJob) -> list[str]:
+    """Every import path the job names (model, strategy, trainer, loaders), as written."""
+    found: list[str] = []
+    for worker in job.workers:
+        params = job.params_for(worker)
+        for value in (params.model, params.aggregation_algorithm, params.trainer, params.test_dataset_url):
+            if value and is_import_path(value):
+                found.append(value)
+        if worker.dataset_format == PYTHON_FORMAT and worker.dataset_url:
+            found.append(worker.dataset_url)
+    return found
+
+
+def user_code_folders(job: ResolvedJob, candidates: Iterable[str | Path]) -> list[str]:
+    """The ``candidates`` folders that hold the top-level package or module of one of the job's import paths.
+
+    Only those go on the workers' ``PYTHONPATH``: a folder put there shadows even the standard library, so
+    the job file's folder is added only when the user's code actually lives in it."""
+    tops = {path.split(":", 1)[0].split(".", 1)[0] for path in import_paths(job)}
+    folders = []
+    for candidate in candidates:
+        folder = Path(candidate).resolve()
+        if any((folder / top).is_dir() or (folder / f"{top}.py").is_file() for top in tops):
+            folders.append(str(folder))
+    return folders
+

@@ -70,7 +70,9 @@ def test_from_manifests_keeps_loader_urls_and_resolves_only_their_path_options(t
     (tmp_path / "job.yaml").write_text(text)
     mapped = Job.from_manifests(tmp_path / "job.yaml", path_map={"/data": str(tmp_path / "d")})
     assert mapped.resolved.trainers[1].dataset_url == f"fmnist_cnn.data:load_pngs?split=edge2&root={tmp_path / 'd' / 'pngs'}"
-    assert mapped.python_path == (str(tmp_path),)
+    # Only a job folder that holds the named package goes on the workers' PYTHONPATH (it shadows everything)
+    assert mapped.python_path == () and job.python_path == (str(EXAMPLE),)
+    assert Job.from_manifests(REPO / "examples" / "mnist-fedavg" / "job.yaml").python_path == ()
 
 
 def test_python_dataset_url_must_be_an_import_path(tmp_path: Path) -> None:
