@@ -25,7 +25,8 @@ JOB_KIND: Final = "FederatedLearningJob"
 DEFAULT_RESTART_POLICY: Final = "OnFailure"
 CONTAINER_ENV: Final = "template.spec.containers[0].env"
 # Parameters the aggregator decides for everyone; a trainer that sets another value is a manifest bug.
-SHARED_PARAMS: Final = ("aggregation_algorithm", "cut_layer", "model", "trainer")
+# (``trainer`` is not one: each edge may run its own loop; the aggregator's is sent to edges that set none.)
+SHARED_PARAMS: Final = ("aggregation_algorithm", "cut_layer", "model")
 
 
 @dataclass(frozen=True)
