@@ -23,11 +23,11 @@ from fedmist.data.loaders import load_test_dataset
 from fedmist.models.parts import build_job_model
 from fedmist.models.weights import load_weights, save_weights
 from fedmist.strategy import Strategy, build_strategy
+from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport import ws
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
-from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.worker.local_train import as_tensors, load_numpy_state, state_to_numpy
 from fedmist.worker.report import Reporter
 from fedmist.worker.rounds_server import OpenRound, RoundServer
