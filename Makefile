@@ -4,7 +4,7 @@ VENV_STAMP = .venv/.installed
 FMNIST ?= /usr/share/datasets/fashion-mnist
 DEMO_DIR ?= demo
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean api-docs
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -25,6 +25,10 @@ demo: venv $(FMNIST)/train-images-idx3-ubyte.gz
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# docs/API.md: the Python API reference, generated from the docstrings (tests/api checks it is current)
+api-docs: venv
+	$(PY) -m fedmist.apidoc docs/API.md
 
 clean:
 	rm -rf $(DEMO_DIR) runs .pytest_cache

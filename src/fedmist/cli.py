@@ -32,31 +32,25 @@ def _path_map(items: Sequence[str]) -> dict[str, str]:
 
 
 def _load_job(args: argparse.Namespace):
-    from fedmist.spec.job import resolve_job
-    from fedmist.spec.load import load_manifests
+    """The job of ``-f`` files as a :class:`fedmist.Job`, its warnings printed, its import paths checked."""
+    from fedmist.api import Job
 
-    bundle = load_manifests([Path(f) for f in args.file], _path_map(args.path_map))
-    for warning in bundle.warnings:
+    job = Job.from_manifests(args.file, path_map=_path_map(args.path_map), job=args.job)
+    for warning in job.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return resolve_job(bundle, args.job)
+    job.check()
+    return job
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fedmist.launch.local import LocalJob, RunOptions
-
     job = _load_job(args)
-    workdir = Path(args.workdir) if args.workdir else Path("runs") / job.name
-    options = RunOptions(workdir=workdir, timeout_s=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
-                         max_restarts=args.max_restarts)
-    return LocalJob(job, options).run()
+    result = job.run(args.workdir, timeout=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
+                     max_restarts=args.max_restarts, check=False)
+    return result.exit_code
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job = _load_job(args)
-    params = job.params_for(job.aggregator)
-    print(f"job {job.name}: {params.aggregation_algorithm}, aggregator {job.aggregator.name}, "
-          f"{len(job.trainers)} training workers ({', '.join(t.name for t in job.trainers)}), "
-          f"transmitter {job.transmitter}, model -> {job.model_url}")
+    print(_load_job(args).describe())
     return 0
 
 
@@ -103,23 +97,34 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from fedmist.data.loaders import load_dataset
+    from fedmist.imports import is_import_path, search_path
     from fedmist.models.pretrain import pretrain
     from fedmist.models.weights import save_weights
 
-
-    images, labels = load_dataset(args.data, "idx")
-    started = time.monotonic()
+    fmt = args.format or ("python" if is_import_path(args.data) else "idx")
+    url = args.data
+    if fmt == "python" and "split=" not in url:
+        url += ("&" if "?" in url else "?") + f"split={args.split}"
+    with search_path([]):  # the current folder, so `fedmist pretrain --model mypkg.nets:cnn` finds mypkg
+        images, labels = load_dataset(url, fmt)
+        started = time.monotonic()
 
     def on_epoch(epoch: int, stats: dict) -> None:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in stats.items() if isinstance(v, float))
         print(f"pretrain epoch {epoch}/{args.epochs}: {shown}", file=sys.stderr)
 
-    state = pretrain(images, labels, model=args.model, epochs=args.epochs, seed=args.seed,
-                     cut_layer=args.cut_layer or None, channel_epsilon=args.channel_epsilon,
-                     threads=args.threads, on_epoch=on_epoch)
+    with search_path([]):
+        state = pretrain(images, labels, model=args.model, epochs=args.epochs, seed=args.seed,
+                         cut_layer=args.cut_layer or None, channel_epsilon=args.channel_epsilon,
+                         threads=args.threads, on_epoch=on_epoch)
     path = save_weights(state, args.out)
     print(f"wrote {path} ({len(images)} images, {args.epochs} epochs, {time.monotonic() - started:.1f} s)")
     return 0
+
+
+def _cut_layer_arg(text: str) -> int | str:
+    """``--cut-layer``: an index (``3``; ``0`` = no channel) or a layer/stage name (``pool1``)."""
+    return int(text) if text.strip().isdigit() else text.strip()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -223,12 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_data_export)
 
     pre = sub.add_parser("pretrain", help="train the full model on the public split; write the pretrained file")
-    pre.add_argument("--data", required=True, help="IDX dataset folder (e.g. the public split)")
+    pre.add_argument("--data", required=True,
+                     help="IDX dataset folder (e.g. the public split), or a loader 'package.module:loader[?name=value]'")
+    pre.add_argument("--format", choices=["idx", "txt", "csv", "python"],
+                     help="dataset format (default: python for an import path, else idx)")
+    pre.add_argument("--split", default="public", help="split passed to a python loader (default: public)")
     pre.add_argument("--out", required=True, help="output .pth (or .safetensors) file")
-    pre.add_argument("--model", default="lenet5")
+    pre.add_argument("--model", default="lenet5", help="built-in name or import path 'package.module:factory'")
     pre.add_argument("--epochs", type=int, default=15)
-    pre.add_argument("--cut-layer", type=int, default=3,
-                     help="train the edge features to be informative as noisy bits at this cut (0: plain)")
+    pre.add_argument("--cut-layer", type=_cut_layer_arg, default=3,
+                     help="train the edge features to be informative as noisy bits at this cut, an index or a "
+                          "layer name (0: plain)")
     pre.add_argument("--channel-epsilon", type=float, default=1.0,
                      help="randomized-response epsilon of the channel simulated at the cut while pretraining "
                           "(public data only; 1.0 serves every job epsilon >= 1 well, 'inf' = binarize only)")

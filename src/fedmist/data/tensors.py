@@ -17,3 +17,19 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     if arr.dtype != np.uint8 or arr.ndim != 3:
         raise ValueError(f"expected uint8 images of shape (N, H, W), got {arr.dtype} {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1).to(torch.float32).div_(255.0)
+
+
+def model_input(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A batch as the model takes it: built-in uint8 ``(N, H, W)`` images are scaled by
+    :func:`images_to_tensor`; a tensor from a user's loader (``format: python``) is passed on unchanged, since
+    its shape, dtype and scale are whatever the user's model expects."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    return images_to_tensor(batch)
+
+
+def probe_batch(samples: np.ndarray | torch.Tensor, size: int = 2) -> torch.Tensor:
+    """Zeros shaped like ``size`` model inputs of ``samples`` (for shape probes through a model part)."""
+    if isinstance(samples, torch.Tensor):
+        return torch.zeros((size, *samples.shape[1:]), dtype=samples.dtype)
+    return torch.zeros((size, 1, *np.asarray(samples).shape[1:]), dtype=torch.float32)

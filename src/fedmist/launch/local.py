@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from fedmist.atomic import write_json_atomic
+from fedmist.imports import python_path_env
 from fedmist.launch.progress import ProgressView
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
 from fedmist.spec.job import ResolvedJob, WorkerSpec
@@ -46,6 +47,9 @@ class RunOptions:
     bind_host: str = "127.0.0.1"
     tls: bool = True
     max_restarts: int = 3
+    # Folders put first on the workers' PYTHONPATH, so user code named by import path imports there as it
+    # did in the launcher (the job file's folder; the packages of objects given to fedmist.Job).
+    python_path: tuple[str, ...] = ()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,6 +87,7 @@ class LocalJob:
         self._restart_at: dict[str, float] = {}
         self._lost: set[str] = set()
         self._family = family_of(job.params_for(job.aggregator).aggregation_algorithm or "")
+        self._config_error = False  # the job failed because a worker exited 2 (bad configuration)
 
     # -- paths -------------------------------------------------------------------------------------------------
     def report_path(self, name: str) -> Path:
@@ -124,7 +129,9 @@ class LocalJob:
             self._poll()
             self._write_status()
         view.summary(self.status.phase, self._status_dict(), self.workdir)
-        return 0 if self.status.phase == SUCCEEDED else 1
+        if self.status.phase == SUCCEEDED:
+            return 0
+        return CONFIG_ERROR_EXIT if self._config_error else 1
 
     def _start_all(self) -> None:
         for worker in self.workers:
@@ -172,6 +179,8 @@ class LocalJob:
             "OMP_NUM_THREADS": str(threads),
             "PYTHONUNBUFFERED": "1",
         })
+        if self.options.python_path:
+            env["PYTHONPATH"] = python_path_env(self.options.python_path, env)
         if self._tls is not None and worker.role == "aggregator":
             env.update(FEDMIST_TLS_CERT=str(self._tls.cert), FEDMIST_TLS_KEY=str(self._tls.key))
         elif self._tls is not None:
@@ -198,8 +207,9 @@ class LocalJob:
         """Decide the job's fate from the processes; True once it is decided.
 
         A failed worker is restarted per its template's ``restartPolicy`` (OnFailure by default) with
-        exponential backoff, up to ``max_restarts``; a configuration error (exit 2) never is. After that, a
-        FedAvg-family trainer is left to the aggregator's quorum; anything else fails the job, naming it."""
+        exponential backoff, up to ``max_restarts``; a configuration error (exit 2) never is: it fails the job at
+        once (``run`` then returns 2), since no retry or quorum can get past it. After that, a FedAvg-family
+        trainer is left to the aggregator's quorum; anything else fails the job, naming it."""
         aggregator = self.processes[self.job.aggregator.name]
         for state in self.processes.values():
             if state.exit_code in (None, 0) or state.name in self._restart_at or state.name in self._lost:
@@ -212,7 +222,9 @@ class LocalJob:
                 self.status.transition(RUNNING, "WorkerRestarting", f"{what}; restart {state.restarts + 1}/"
                                        f"{self.options.max_restarts} in {delay:g} s")
                 continue
-            if state.role == "trainer" and self._family == "rounds" and aggregator.exit_code is None:
+            if state.exit_code == CONFIG_ERROR_EXIT:  # the same error awaits every retry and every quorum round
+                self._config_error = True
+            elif state.role == "trainer" and self._family == "rounds" and aggregator.exit_code is None:
                 self._lost.add(state.name)
                 self.status.transition(RUNNING, "WorkerLost", f"{what}; rounds go on with the quorum")
                 continue

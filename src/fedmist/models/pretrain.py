@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedmist.data.tensors import images_to_tensor
-from fedmist.models.registry import build_model
+from fedmist.data.tensors import model_input
 from fedmist.models.optim import OneCycleSGD
+from fedmist.models.parts import build_job_model, split_parts
 from fedmist.models.split import drop_trailing_relus, resolve_cut
 from fedmist.privacy.channel import debias as debias_bits
 from fedmist.privacy.channel import keep_probability
@@ -60,7 +60,7 @@ def _default_threads() -> int:
 
 
 def pretrain(
-    images: np.ndarray,
+    images: np.ndarray | torch.Tensor,
     labels: np.ndarray,
     *,
     model: str = "lenet5",
@@ -76,7 +76,9 @@ def pretrain(
     threads: int | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Train ``model`` on uint8 images ``(N, H, W)`` and labels; return its state dict.
+    """Train ``model`` on uint8 images ``(N, H, W)`` (or a user loader's input tensors) and labels; return its
+    state dict. ``model`` is a built-in name or a factory's import path; a user model is cut for the channel
+    by the split protocol of :mod:`fedmist.models.parts`.
 
     SGD with momentum and weight decay under a one-cycle schedule (:mod:`fedmist.models.optim`). With
     ``cut_layer`` the forward pass goes through :class:`BitChannel` at the cut (noise at ``channel_epsilon``; ``inf`` =
@@ -89,11 +91,11 @@ def pretrain(
     torch.set_num_threads(threads or _default_threads())
     with torch.random.fork_rng(devices=[]):  # seeded init and channel noise without touching the caller's RNG
         torch.manual_seed(seed)
-        net = build_model(model)
+        net = build_job_model(model)
         forward = net if cut_layer is None else _through_channel(net, cut_layer, BitChannel(channel_epsilon, debias,
                                                                                              temperature))
         y_all = torch.from_numpy(np.asarray(labels).astype(np.int64))
-        _fit(forward, images_to_tensor(images), y_all, epochs=epochs, batch_size=batch_size, max_lr=max_lr,
+        _fit(forward, model_input(images), y_all, epochs=epochs, batch_size=batch_size, max_lr=max_lr,
              weight_decay=weight_decay, seed=seed, on_epoch=on_epoch)
     net.eval()
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -101,8 +103,10 @@ def pretrain(
 
 def _through_channel(net: nn.Module, cut_layer: int | str, channel: BitChannel) -> nn.Sequential:
     """``net`` with the bit channel inserted at the cut; shares its modules, so training it trains ``net``."""
-    if not isinstance(net, nn.Sequential):
-        raise TypeError(f"channel-aware pretraining needs an nn.Sequential model, got {type(net).__name__}")
+    if not isinstance(net, nn.Sequential):  # a user model: its parts by the split protocol (views of its modules)
+        parts = split_parts(net, cut_layer, type(net).__name__)
+        edge = drop_trailing_relus(parts.edge) if isinstance(parts.edge, nn.Sequential) else parts.edge
+        return nn.Sequential(edge, channel, parts.cloud)
     cut = resolve_cut(net, cut_layer)
     return nn.Sequential(drop_trailing_relus(net[:cut]), channel, net[cut:])
 

@@ -17,13 +17,15 @@ from fedmist.spec.load import Bundle
 from fedmist.spec.manifests import FederatedLearningJob, Secret
 from fedmist.spec.naming import dns_label, expand_node_name, unique_names
 from fedmist.spec.params import DEFAULT_AGG_PORT, INJECTED_ENV_NAMES, JobParams, parse_params
-from fedmist.spec.paths import resolve_url
+from fedmist.imports import is_import_path
+from fedmist.spec.paths import resolve_import_url, resolve_url
 from fedmist.spec.template import PodTemplate
 
 JOB_KIND: Final = "FederatedLearningJob"
 DEFAULT_RESTART_POLICY: Final = "OnFailure"
 CONTAINER_ENV: Final = "template.spec.containers[0].env"
 # Parameters the aggregator decides for everyone; a trainer that sets another value is a manifest bug.
+# (``trainer`` is not one: each edge may run its own loop; the aggregator's is sent to edges that set none.)
 SHARED_PARAMS: Final = ("aggregation_algorithm", "cut_layer", "model")
 
 
@@ -244,7 +246,7 @@ class _WorkerBuilder:
         container = template.container
         raw_node = template.spec.node_name
         node_name = expand_node_name(raw_node, self._environ) if raw_node else None
-        env = {key: (resolve_url(value, self._job_dir, self._path_map)
+        env = {key: (_resolve_test_url(value, self._job_dir, self._path_map)
                      if key.lower() == "test_dataset_url" else value)
                for key, value in container.env_dict.items()}
         return WorkerSpec(
@@ -253,6 +255,17 @@ class _WorkerBuilder:
             memory_limit_bytes=container.memory_limit_bytes,
             restart_policy=template.spec.restart_policy or DEFAULT_RESTART_POLICY,
             field_path=field_path, credentials=credentials)
+
+
+def _resolve_test_url(value: str, job_dir: Path, path_map: Mapping[str, str]) -> str:
+    """TEST_DATASET_URL: a user loader's import path keeps its form (only path-valued options are resolved);
+    anything else is a path or url like a Dataset's."""
+    if is_import_path(value):
+        try:
+            return resolve_import_url(value, job_dir, path_map)
+        except ValueError:
+            return value  # parse_params reports nothing here; the worker's loader names the problem
+    return resolve_url(value, job_dir, path_map)
 
 
 def _check_params(job: ResolvedJob) -> None:

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from fedmist.spec.base import ignored_fields
 from fedmist.spec.errors import ManifestError, ManifestWarning, loc_to_path
-from fedmist.spec.manifests import KINDS, Dataset, FederatedLearningJob, Manifest, Model, Secret
-from fedmist.spec.paths import normalize_path_map, resolve_url
+from fedmist.spec.manifests import KINDS, PYTHON_FORMAT, Dataset, FederatedLearningJob, Manifest, Model, Secret
+from fedmist.spec.paths import normalize_path_map, resolve_import_url, resolve_url
 
 # pydantic error types -> the wording users see; anything else falls back to pydantic's message.
 _PROBLEMS: dict[str, str] = {
@@ -80,13 +80,27 @@ def load_manifests(paths: Iterable[Path | str], path_map: dict[str, str] | None 
     manifest's folder; ``s3://`` urls are kept. Raises ``ManifestError`` on the first problem."""
     bundle = Bundle(files=tuple(Path(p) for p in paths), path_map=normalize_path_map(path_map))
     for path in bundle.files:
-        for index, raw in enumerate(_read_documents(path), start=1):
-            if raw is None:
-                continue
-            manifest = _parse_document(raw, path, index, bundle.warnings)
-            if manifest is not None:
-                bundle.add(_resolve_urls(manifest, path, bundle.path_map), path)
+        _add_documents(bundle, _read_documents(path), path)
     return bundle
+
+
+def bundle_from_documents(documents: Iterable[Any], source: Path | str,
+                          path_map: dict[str, str] | None = None) -> Bundle:
+    """Validate documents built in memory (``fedmist.Job``) exactly as if they were read from ``source``:
+    errors name ``source``, and relative urls resolve against its folder."""
+    path = Path(source)
+    bundle = Bundle(files=(path,), path_map=normalize_path_map(path_map))
+    _add_documents(bundle, list(documents), path)
+    return bundle
+
+
+def _add_documents(bundle: Bundle, documents: list[Any], path: Path) -> None:
+    for index, raw in enumerate(documents, start=1):
+        if raw is None:
+            continue
+        manifest = _parse_document(raw, path, index, bundle.warnings)
+        if manifest is not None:
+            bundle.add(_resolve_urls(manifest, path, bundle.path_map), path)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -176,5 +190,13 @@ def _resolve_urls(manifest: Manifest, path: Path, path_map: dict[str, str]) -> M
     """Replace Dataset/Model ``spec.url`` by its local meaning (see ``fedmist.spec.paths``)."""
     if not isinstance(manifest, (Dataset, Model)):
         return manifest
+    if isinstance(manifest, Dataset) and manifest.spec.format == PYTHON_FORMAT:
+        try:  # the user's loader by import path: not a file, so no relative/--path-map treatment of the path
+            url = resolve_import_url(manifest.spec.url, path.parent, path_map)
+        except ValueError as exc:
+            raise ManifestError(path, manifest.kind, manifest.name, "spec.url",
+                                f"{exc}; format python takes 'package.module:loader[?name=value&...]'",
+                                manifest.spec.url) from None
+        return manifest.model_copy(update={"spec": manifest.spec.model_copy(update={"url": url})})
     url = resolve_url(manifest.spec.url, path.parent, path_map)
     return manifest.model_copy(update={"spec": manifest.spec.model_copy(update={"url": url})})

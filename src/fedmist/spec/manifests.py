@@ -20,6 +20,7 @@ from fedmist.spec.template import PodTemplate
 
 SEDNA_API_VERSION: Final = "sedna.io/v1alpha1"
 DATASET_FORMATS: Final = ("txt", "csv", "dir", "idx", "python")
+PYTHON_FORMAT: Final = "python"  # url = 'package.module:loader[?name=value&...]' (fedmist.data.python_loader)
 _QUIET: Final = None
 
 

@@ -28,6 +28,7 @@ INJECTED_ENV_NAMES: Final = (
 )
 KNOWN_ALGORITHMS: Final = ("mistnet", "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
                            "trimmedmean", "krum", "multikrum")
+BUILTIN_TRAINERS: Final = ("sgd",)  # fedmist.training.TRAINERS, named here without importing torch
 MISTNET_NEEDS_EPSILON: Final = ("required for aggregation_algorithm=mistnet; "
                                 "use epsilon: inf to disable noise explicitly")
 
@@ -101,6 +102,13 @@ def _cut_layer(raw: str) -> int | str:
     raise ValueError("must be an integer >= 1 or a layer name")
 
 
+def _trainer(raw: str) -> str:
+    if raw.lower() in BUILTIN_TRAINERS or _IMPORT_PATH.match(raw):
+        return raw
+    raise ValueError(f"must be {' or '.join(BUILTIN_TRAINERS)}, or an import path 'package.module:Class' "
+                     f"(a subclass of fedmist.training.Trainer)")
+
+
 def _text(raw: str) -> str:
     if not raw:
         raise ValueError("must not be empty")
@@ -122,6 +130,8 @@ PARSERS: Final[dict[str, Parser]] = {
     "round_timeout": _positive,
     "test_dataset_url": _text,
     "model": _model,
+    "trainer": _trainer,
+    "num_classes": _integer(2),
     "imgsz": _integer(1),
     "fraction_fit": _number(lambda x: 0 < x <= 1, "a number in (0, 1]"),
     "mu": _non_negative,
@@ -159,6 +169,8 @@ class JobParams(BaseModel):
     round_timeout: float | None = None
     test_dataset_url: str | None = None
     model: str | None = None
+    trainer: str | None = None
+    num_classes: int | None = None
     imgsz: int | None = None
     fraction_fit: float | None = None
     mu: float | None = None

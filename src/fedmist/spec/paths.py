@@ -54,3 +54,26 @@ def resolve_url(url: str, base_dir: Path, path_map: Mapping[str, str] | None = N
         mapped = _apply_map(os.path.normpath(url), path_map or {})
         return mapped if mapped is not None else os.path.normpath(url)
     return os.path.normpath(Path(base_dir).absolute() / url)
+
+
+def _is_host_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..")
+
+
+def resolve_import_url(url: str, base_dir: Path, path_map: Mapping[str, str] | None = None) -> str:
+    """A ``format: python`` url (``package.module:loader?root=./pngs&split=edge1``) as the worker will use it.
+
+    The import path itself is never a file path, so it is left alone; option values that are host paths
+    (starting with ``/``, ``./``, ``../`` or ``~``) are resolved like any url -- relative to the manifest's
+    folder, re-rooted by ``--path-map`` -- so a loader's data folder moves with the job exactly as an IDX
+    folder does. Raises ``ValueError`` for a url that is not an import path.
+    """
+    from fedmist.imports import parse_query, split_import_path
+
+    module, attr, query = split_import_path(url, "dataset loader")
+    options = parse_query(query, f"dataset loader {url!r}")
+    if not options:
+        return f"{module}:{attr}"
+    resolved = {key: (resolve_url(os.path.expanduser(value), base_dir, path_map) if _is_host_path(value) else value)
+                for key, value in options.items()}
+    return f"{module}:{attr}?" + "&".join(f"{key}={value}" for key, value in resolved.items())

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmist.data.tensors import images_to_tensor
+from fedmist.data.tensors import model_input, probe_batch
 from fedmist.models.split import drop_trailing_relus
 from fedmist.privacy.channel import binarize, pack_bits, randomized_response
 
@@ -70,23 +70,25 @@ def _run_edge(edge: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _bits_of(edge: nn.Module, images: np.ndarray) -> torch.Tensor:
-    """Binarized edge output of one batch, flattened to ``(B, r)`` bool."""
-    return binarize(_run_edge(edge, images_to_tensor(images))).flatten(1)
+def _bits_of(edge: nn.Module, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Binarized edge output of one batch (built-in uint8 images or a user loader's tensors), as ``(B, r)`` bool."""
+    return binarize(_run_edge(edge, model_input(images))).flatten(1)
 
 
-def feature_shape_of(edge: nn.Module, image_shape: tuple[int, ...] = (28, 28)) -> tuple[int, ...]:
-    """Shape of one sample's edge output (e.g. ``(6, 14, 14)``), from a probe forward pass."""
+def feature_shape_of(edge: nn.Module, image_shape: tuple[int, ...] = (28, 28),
+                     probe: torch.Tensor | None = None) -> tuple[int, ...]:
+    """Shape of one sample's edge output (e.g. ``(6, 14, 14)``), from a probe forward pass over gray
+    ``image_shape`` images, or over ``probe`` (a batch shaped like the user's inputs) when given."""
     was_training = edge.training
     edge.eval()
     with torch.inference_mode():
-        out = edge(torch.zeros((2, 1, *image_shape)))
+        out = edge(torch.zeros((2, 1, *image_shape)) if probe is None else probe)
     edge.train(was_training)
     return tuple(out.shape[1:])
 
 
 def iter_extract(
-    edge: nn.Module, images: np.ndarray, eps: float, batch_size: int = 1000, seed: int | None = None
+    edge: nn.Module, images: np.ndarray | torch.Tensor, eps: float, batch_size: int = 1000, seed: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start_index, packed uint8 (B, nbytes))`` per batch: binarize, randomized response, pack."""
     batch_size = _check_batch(batch_size)
@@ -104,10 +106,10 @@ def iter_extract(
 
 
 def extract_bits(
-    edge: nn.Module, images: np.ndarray, eps: float, batch_size: int = 1000, seed: int | None = None
+    edge: nn.Module, images: np.ndarray | torch.Tensor, eps: float, batch_size: int = 1000, seed: int | None = None
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """All packed noisy bits ``(N, ceil(r / 8))`` and the per-sample feature shape."""
-    shape = feature_shape_of(edge, tuple(images.shape[1:]))
+    shape = feature_shape_of(edge, probe=probe_batch(images))
     r = int(np.prod(shape))
     out = np.empty((len(images), (r + 7) // 8), dtype=np.uint8)
     for start, chunk in iter_extract(edge, images, eps, batch_size, seed):
@@ -115,7 +117,7 @@ def extract_bits(
     return out, shape
 
 
-def channel_features(edge: nn.Module, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def channel_features(edge: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """Packed clean bits (binarize, no flipping): the channel the cloud is evaluated through (DESIGN 5.7)."""
     packed, _ = extract_bits(edge, images, float("inf"), batch_size, seed=0)
     return packed

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedmist.data.tensors import images_to_tensor
+from fedmist.data.tensors import model_input
 from fedmist.models.optim import MomentumSGD
 
 EVAL_BATCH = 1000
@@ -125,9 +125,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return {"accuracy": correct / n, "loss": loss / n}
 
 
-def as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, H, W) images and integer labels -> float (N, 1, H, W) in [0, 1] and int64 (one rule everywhere)."""
-    return images_to_tensor(images), torch.from_numpy(np.asarray(labels).astype(np.int64))
+def as_tensors(images: np.ndarray | torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, H, W) images and integer labels -> float (N, 1, H, W) in [0, 1] and int64 (one rule everywhere);
+    a user loader's input tensor (``format: python``) is kept as it is."""
+    return model_input(images), torch.from_numpy(np.asarray(labels).astype(np.int64))
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from fedmist.atomic import write_json_atomic
-from fedmist.data.loaders import load_dataset
-from fedmist.models.registry import build_model
-from fedmist.models.split import resolve_cut, split_model
-from fedmist.models.weights import load_weights, merge_state_dicts, save_weights
+from fedmist.data.loaders import load_test_dataset
+from fedmist.models.parts import build_job_model, split_parts
+from fedmist.models.weights import load_weights, save_weights
 from fedmist.privacy.accounting import privacy_report
 from fedmist.transport import ws
 from fedmist.wire.envelope import Limits
@@ -34,7 +33,7 @@ from fedmist.worker.upload_server import UploadPlan, UploadServer, task_fingerpr
 log = logging.getLogger("fedmist.aggregator")
 
 DEFAULT_UPLOAD_TIMEOUT_S = 1800.0
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # unless the job sets num_classes (a user model/loader with other classes)
 
 
 def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
@@ -44,15 +43,22 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     reporter = Reporter(ctx.status_file, ctx.worker, "aggregator")
     reporter.update(force=True, phase="Running", stage="preparing", algorithm="mistnet")
 
-    model = build_model(params.model or "lenet5", num_classes=NUM_CLASSES)
+    try:
+        model = build_job_model(params.model or "lenet5", num_classes=params.num_classes or NUM_CLASSES)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     if not ctx.pretrained_model_url:
         raise ConfigurationError("MistNet needs pretrained weights: add spec.pretrainedModel (PRETRAINED_MODEL_URL is empty)")
     try:
         model.load_state_dict(load_weights(ctx.pretrained_model_url))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise ConfigurationError(f"pretrained model {ctx.pretrained_model_url}: {str(exc).splitlines()[0]}") from None
-    cut = resolve_cut(model, params.cut_layer if params.cut_layer is not None else 3)
-    edge, cloud = split_model(model, cut)
+    try:
+        parts = split_parts(model, params.cut_layer if params.cut_layer is not None else 3,
+                            f"model {params.model or 'lenet5'}")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    edge, cloud, cut = parts.edge, parts.cloud, parts.cut
     epsilon = params.epsilon if params.epsilon is not None else float("inf")
     test = _load_test_set(params.test_dataset_url)
 
@@ -60,7 +66,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     task = msg.TaskMeta(
         algorithm="mistnet", model=params.model or "lenet5", cut_layer=cut, epsilon=msg.format_epsilon(epsilon),
         label_epsilon=msg.format_epsilon(params.label_epsilon) if params.label_epsilon else "",
-        batch_size=max(2, params.batch_size or 32), num_classes=NUM_CLASSES, chunk_records=1000,
+        batch_size=max(2, params.batch_size or 32), num_classes=params.num_classes or NUM_CLASSES, chunk_records=1000,
     )
     edge_weights = encode_arrays({k: v.numpy() for k, v in edge.state_dict().items()})
     store_root = ctx.state_dir / "features" / task_fingerprint(task, edge_weights)[:16]
@@ -115,7 +121,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     else:
         metrics["accuracy"] = None
         log.warning("TEST_DATASET_URL not set: the model is saved without a test accuracy")
-    full = merge_state_dicts(edge.state_dict(), cloud.state_dict(), cut)
+    full = parts.full_state()
     metrics["model_bytes"] = int(sum(v.numel() * 4 for v in full.values() if v.is_floating_point()))
 
     reporter.update(force=True, stage="saving")
@@ -160,11 +166,11 @@ def _edges_status(server: UploadServer) -> dict[str, dict[str, Any]]:
     return {name: vars(edge).copy() for name, edge in server.edges.items()}
 
 
-def _load_test_set(url: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+def _load_test_set(url: str | None) -> tuple[Any, np.ndarray] | None:
     if not url:
         return None
     try:
-        return load_dataset(url, "idx")
+        return load_test_dataset(url)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
 

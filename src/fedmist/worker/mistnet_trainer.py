@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from fedmist.data.loaders import load_dataset
-from fedmist.models.registry import build_model
-from fedmist.models.split import split_model
+from fedmist.data.tensors import probe_batch
+from fedmist.models.parts import build_job_model, split_parts
 from fedmist.privacy.channel import label_randomized_response
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
@@ -31,7 +31,7 @@ from fedmist.wire.tensors import decode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.extract import feature_shape_of, iter_extract
-from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
 from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.trainer")
@@ -52,7 +52,7 @@ def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
     return asyncio.run(_run(ctx, images, labels, reporter))
 
 
-async def _run(ctx: WorkerContext, images: np.ndarray, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
+async def _run(ctx: WorkerContext, images: np.ndarray | torch.Tensor, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
     url = ctx.aggregator_url()
     try:
         channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0,
@@ -84,8 +84,11 @@ async def _run(ctx: WorkerContext, images: np.ndarray, labels: np.ndarray, repor
 
 def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
     """The edge part, built locally and filled with the aggregator's weights (the cloud part is never sent)."""
-    model = build_model(task.model, num_classes=task.num_classes)
-    edge, _ = split_model(model, task.cut_layer)
+    try:
+        model = build_job_model(task.model, num_classes=task.num_classes)
+        edge = split_parts(model, task.cut_layer, f"model {task.model}").edge
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     arrays = decode_arrays(body)
     expected = set(edge.state_dict())
     if set(arrays) != expected:
@@ -100,7 +103,7 @@ def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
 class _RecordStream:
     """Extraction as a stream of record chunks ``(first_index, bytes)``; counts edge compute and hashes all."""
 
-    def __init__(self, edge: torch.nn.Module, images: np.ndarray, labels: np.ndarray, epsilon: float,
+    def __init__(self, edge: torch.nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, epsilon: float,
                  chunk_records: int, label_bytes: int, seed: int) -> None:
         self._batches = iter_extract(edge, images, epsilon, batch_size=chunk_records, seed=seed)
         self._labels = labels
@@ -124,9 +127,10 @@ class _RecordStream:
 
 
 async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module,
-                  images: np.ndarray, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
+                  images: np.ndarray | torch.Tensor, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
     epsilon = msg.parse_epsilon(task.epsilon)
-    shape = feature_shape_of(edge, tuple(images.shape[1:]))
+    check_labels(labels, task.num_classes, ctx.dataset_name or ctx.dataset_url)
+    shape = feature_shape_of(edge, probe=probe_batch(images))
     feature_bytes = (int(np.prod(shape)) + 7) // 8
     label_bytes = 1 if task.num_classes <= 256 else 2
     record = feature_bytes + label_bytes

@@ -76,6 +76,7 @@ class ErrorMeta(_Meta):
 class FitMeta(_Meta):
     config: dict[str, float | int | str] = Field(default_factory=dict, max_length=48)
     model: str = Field(default="", max_length=500)  # the aggregator decides the architecture for everyone
+    trainer: str = Field(default="", max_length=500)  # the job's Trainer class; a trainer's own env wins
     num_classes: int = Field(default=10, ge=2, le=65_536)
     rounds: int = Field(default=0, ge=0, le=10**6)  # the planned number of rounds, for the trainer's progress
 

@@ -19,15 +19,16 @@ import numpy as np
 import torch
 
 from fedmist.atomic import write_json_atomic
-from fedmist.data.loaders import load_dataset
-from fedmist.models.registry import build_model
+from fedmist.data.loaders import load_test_dataset
+from fedmist.models.parts import build_job_model
 from fedmist.models.weights import load_weights, save_weights
 from fedmist.strategy import Strategy, build_strategy
+from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport import ws
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
-from fedmist.worker.local_train import as_tensors, evaluate, format_for_url, load_numpy_state, state_to_numpy
+from fedmist.worker.local_train import as_tensors, load_numpy_state, state_to_numpy
 from fedmist.worker.report import Reporter
 from fedmist.worker.rounds_server import OpenRound, RoundServer
 from fedmist.worker.weights_codec import decode_weights, encode_weights, raw_parameter_bytes
@@ -36,7 +37,7 @@ log = logging.getLogger("fedmist.aggregator")
 
 DEFAULT_ROUNDS = 10
 DEFAULT_ROUND_TIMEOUT_S = 600.0
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # unless the job sets num_classes (a user model/loader with other classes)
 UPDATE_SLACK_BYTES = 64 * 1024  # an update is the global model re-encoded; only its header may differ a little
 
 
@@ -52,7 +53,11 @@ class RoundsJob:
         self.model_name = params.model or "lenet5"
         self.reporter = Reporter(ctx.status_file, ctx.worker, "aggregator")
         self.history: list[dict[str, Any]] = []
-        self.model = build_model(self.model_name, num_classes=NUM_CLASSES)
+        self.model = self._build_model()
+        try:
+            self.trainer: Trainer = build_trainer(params.trainer, params.extra)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         self._init_weights()
         try:
             self.strategy: Strategy = build_strategy(
@@ -67,12 +72,18 @@ class RoundsJob:
         url = self.ctx.pretrained_model_url
         if not url:
             torch.manual_seed(self.ctx.params.seed or 0)
-            self.model = build_model(self.model_name, num_classes=NUM_CLASSES)
+            self.model = self._build_model()
             return
         try:
             self.model.load_state_dict(load_weights(url))
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             raise ConfigurationError(f"pretrained model {url}: {str(exc).splitlines()[0]}") from None
+
+    def _build_model(self) -> torch.nn.Module:
+        try:
+            return build_job_model(self.model_name, num_classes=self.ctx.params.num_classes or NUM_CLASSES)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     @staticmethod
     def _load_test_set(url: str | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -80,7 +91,7 @@ class RoundsJob:
             log.warning("TEST_DATASET_URL not set: rounds run without a test accuracy")
             return None
         try:
-            return as_tensors(*load_dataset(url, format_for_url(url)))
+            return as_tensors(*load_test_dataset(url))
         except (OSError, ValueError) as exc:
             raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
 
@@ -88,8 +99,9 @@ class RoundsJob:
         params = self.ctx.params
         defaults = {"epochs": params.epochs, "batch_size": params.batch_size, "learning_rate": params.learning_rate}
         extra = {k: v for k, v in defaults.items() if v is not None}
-        return msg.FitMeta(config={**extra, **config}, model=self.model_name, num_classes=NUM_CLASSES,
-                           rounds=self.rounds)
+        return msg.FitMeta(config={**extra, **config}, model=self.model_name,
+                           num_classes=params.num_classes or NUM_CLASSES,
+                           rounds=self.rounds, trainer=params.trainer or "")
 
     def load_global(self) -> None:
         """Copy the current global weights into the torch model (for the test and for saving)."""
@@ -97,7 +109,13 @@ class RoundsJob:
 
     def evaluate_global(self) -> dict[str, float]:
         """Test the weights last loaded by :meth:`load_global` (runs in a worker thread)."""
-        return {} if self.test is None else evaluate(self.model, *self.test)
+        if self.test is None:
+            return {}
+        where = f"trainer {type(self.trainer).__qualname__}.evaluate_global"
+        try:
+            return check_metrics(self.trainer.evaluate_global(self.model, *self.test), where)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     def status(self, server: RoundServer, force: bool = False, **fields: Any) -> None:
         """Mirror the engine's state into the report (throttled unless ``force``: round ends always land)."""
@@ -206,6 +224,7 @@ class RoundBook:
         """Test the model ``job.load_global`` just loaded, record the round; True once target_accuracy is met."""
         started = time.monotonic()
         result = await asyncio.to_thread(self.job.evaluate_global)
+        entry.update({f"test_{k}": v for k, v in result.items() if k not in ("accuracy", "loss")})
         entry.update(accuracy=result.get("accuracy"), loss=result.get("loss"),
                      eval_s=round(time.monotonic() - started, 3),
                      elapsed_s=round(time.monotonic() - (self.first_dispatch or started), 3))

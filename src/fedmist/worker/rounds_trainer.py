@@ -17,16 +17,17 @@ from typing import Any
 import torch
 
 from fedmist.data.loaders import load_dataset
-from fedmist.models.registry import build_model
+from fedmist.models.parts import build_job_model
+from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
 from fedmist.transport.payload import recv_payload, send_payload
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
 from fedmist.worker.local_train import (
-    LocalConfig, as_tensors, evaluate, load_numpy_state, state_to_numpy, train_local, validation_split,
+    LocalConfig, LocalResult, as_tensors, load_numpy_state, state_to_numpy, validation_split,
 )
 from fedmist.worker.report import Reporter
 from fedmist.worker.weights_codec import decode_weights, encode_weights
@@ -53,6 +54,8 @@ class LocalData:
         if len(images) == 0:
             raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url} is empty")
         train_idx, val_idx = validation_split(len(images), ctx.params.validation_split or 0.0, ctx.params.seed or 0)
+        if isinstance(images, torch.Tensor):  # a user loader's tensors (format: python)
+            train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
         self.x, self.y = as_tensors(images[train_idx], labels[train_idx])
         self.val = as_tensors(images[val_idx], labels[val_idx]) if len(val_idx) else None
 
@@ -63,6 +66,7 @@ class RoundsTrainer:
         self.data = data
         self.reporter = reporter
         self.model: torch.nn.Module | None = None
+        self.trainer: Trainer | None = None
         self.compute_s = 0.0
         self.bytes_up = 0
         self.bytes_down = 0
@@ -88,6 +92,18 @@ class RoundsTrainer:
                            mu=max(0.0, pick(None if "mu" in config else params.mu, "mu", 0.0, float)),
                            seed=seed % (2**63))
 
+    def _build(self, meta: msg.FitMeta) -> tuple[torch.nn.Module, Trainer]:
+        """The model the aggregator named and this worker's trainer (its own env ``trainer`` wins over the
+        aggregator's); a bad import path is a configuration error (exit 2), not a protocol one."""
+        name = meta.model or self.ctx.params.model or "lenet5"
+        check_labels(self.data.y.numpy(), meta.num_classes, self.ctx.dataset_name or self.ctx.dataset_url)
+        try:
+            model = build_job_model(name, num_classes=meta.num_classes)
+            trainer = build_trainer(self.ctx.params.trainer or meta.trainer or None, self.ctx.params.extra)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return model, trainer
+
     async def session(self, channel: Channel) -> None:
         """One connection: HELLO, then rounds until STOP (raises Stopped) or the connection fails."""
         await channel.send(Envelope(type=msg.HELLO, job=self.ctx.job, worker=self.ctx.worker, meta={
@@ -109,7 +125,8 @@ class RoundsTrainer:
         task started for the watch (pending, or done if the next message already came), awaited next."""
         weights = decode_weights(payload)
         if self.model is None:
-            self.model = build_model(meta.model or self.ctx.params.model or "lenet5", num_classes=meta.num_classes)
+            self.model, self.trainer = self._build(meta)
+        assert self.trainer is not None
         try:
             load_numpy_state(self.model, weights)
         except ValueError as exc:
@@ -119,7 +136,7 @@ class RoundsTrainer:
         self.reporter.update(force=True, stage="training", round=number, rounds=meta.rounds)
         cancel = threading.Event()
         train = asyncio.ensure_future(asyncio.to_thread(
-            train_local, self.model, self.data.x, self.data.y, config, cancel))
+            self.trainer.train, self.model, self.data.x, self.data.y, config, cancel))
         watch = asyncio.ensure_future(channel.recv(self.idle_timeout))
         done, _ = await asyncio.wait({train, watch}, return_when=asyncio.FIRST_COMPLETED)
         if watch in done and not train.done():
@@ -130,10 +147,18 @@ class RoundsTrainer:
                 raise Stopped(msg.parse_meta(envelope, msg.STOP).reason)
             raise ProtocolError(f"'{envelope.type}' arrived while round {number} was training")
         result = train.result()
+        if not isinstance(result, LocalResult):
+            raise ConfigurationError(f"trainer {type(self.trainer).__qualname__}.train returned "
+                                     f"{type(result).__name__}, not a fedmist.training.LocalResult")
         self.compute_s += result.compute_s
         metrics = dict(result.metrics)
         if self.data.val is not None:
-            metrics.update({f"val_{k}": v for k, v in evaluate(self.model, *self.data.val).items()})
+            where = f"trainer {type(self.trainer).__qualname__}.evaluate"
+            try:
+                val = check_metrics(await asyncio.to_thread(self.trainer.evaluate, self.model, *self.data.val), where)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+            metrics.update({f"val_{k}": v for k, v in val.items()})
         out = encode_weights(state_to_numpy(self.model))
         sent = await send_payload(channel, Envelope(
             type=msg.FIT_RESULT, job=self.ctx.job, worker=self.ctx.worker, round=number, kind="safetensors",

@@ -15,6 +15,7 @@ from typing import Any, Final
 from fedmist.spec.errors import ManifestError
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.naming import dns_label, unique_names
+from fedmist.imports import is_import_path
 from fedmist.spec.paths import is_remote
 
 # Dataset formats whose url names a folder; the others (txt, csv index files) name a file.
@@ -44,6 +45,19 @@ def _folder(url: str, is_file: bool, field: str, job: ResolvedJob) -> str | None
     return folder
 
 
+def _data_folders(url: str, is_file: bool, field: str, job: ResolvedJob) -> list[str | None]:
+    """Folders for a dataset url. A user loader's import path (``format: python``) is code, not a path: its
+    path-valued options (``?root=/data/pngs``) are what it reads, so those are mounted (the package itself
+    must be in the image)."""
+    if not is_import_path(url):
+        return [_folder(url, is_file, field, job)]
+    from fedmist.imports import parse_query
+
+    options = parse_query(url.partition("?")[2], field)
+    return [_folder(value, _looks_like_file(value), field, job) for value in options.values()
+            if posixpath.isabs(value)]
+
+
 def _looks_like_file(url: str) -> bool:
     """TEST_DATASET_URL has no format field: a name with an extension (``test.txt``) is taken as a file."""
     return bool(posixpath.splitext(posixpath.basename(url.rstrip("/")))[1])
@@ -58,12 +72,13 @@ def host_mounts(job: ResolvedJob, worker: WorkerSpec) -> list[HostMount]:
             (_folder(job.model_url, True, "Model.spec.url", job), False, "Model.spec.url"),
             (_folder(job.pretrained_model_url or "", True, "spec.pretrainedModel", job), True,
              "spec.pretrainedModel"),
-            (_folder(test_url, _looks_like_file(test_url), "TEST_DATASET_URL", job), True, "TEST_DATASET_URL"),
         ]
+        wanted += [(folder, True, "TEST_DATASET_URL")
+                   for folder in _data_folders(test_url, _looks_like_file(test_url), "TEST_DATASET_URL", job)]
     else:
         is_file = (worker.dataset_format or "dir") not in FOLDER_FORMATS
         field = f"{worker.field_path}.dataset"
-        wanted.append((_folder(worker.dataset_url or "", is_file, field, job), True, field))
+        wanted += [(folder, True, field) for folder in _data_folders(worker.dataset_url or "", is_file, field, job)]
     merged: dict[str, HostMount] = {}
     for folder, read_only, field in wanted:
         if folder is None:
