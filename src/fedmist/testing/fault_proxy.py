@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class FaultProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.dropping:
             self.counters.refused += 1
-            writer.transport.abort()
+            _reset(writer)
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -162,4 +163,15 @@ class FaultProxy:
             self.counters.cut += 1
             self._links.discard(pair)
         for writer in pair:
-            writer.transport.abort()
+            _reset(writer)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST (SO_LINGER 0): the peer's next read fails with "connection reset", as after a link loss."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
