@@ -52,7 +52,7 @@ class JobRun:
     """``fedmist run`` as a background process, with its work folder's status and reports readable."""
 
     def __init__(self, job: Path, workdir: Path, *extra: str, env: dict[str, str] | None = None,
-                 timeout: float = 150) -> None:
+                 timeout: float = 300) -> None:
         self.workdir = workdir
         self.timeout = timeout
         command = [sys.executable, "-m", "fedmist", "run", "-f", str(job), "--workdir", str(workdir),
@@ -68,7 +68,7 @@ class JobRun:
     def report(self, worker: str) -> dict[str, Any]:
         return _read_json(self.workdir / "reports" / f"{worker}.json")
 
-    def wait_until(self, condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
+    def wait_until(self, condition: Callable[[], Any], what: str, timeout: float = 240.0) -> Any:
         """Poll ``condition`` every 20 ms until it returns something truthy; fail naming ``what``."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:

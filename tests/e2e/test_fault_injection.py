@@ -86,11 +86,12 @@ def test_b_trainer_killed_mid_upload_resumes_without_resending_what_arrived(big_
     the aggregator last stored; what it had already put on the wire is not sent again."""
     samples = 12_000
     features = samples * RECORD_BYTES
-    proxy, env = _proxied(rate=0)  # no fault: the proxy only counts every byte the trainers put on the wire
+    proxy, env = _proxied(rate=0)  # no fault: the proxy only counts the bytes the trainers put on the wire
     try:
         run = JobRun(_mistnet_job(tmp_path, big_edge, "b", epochs=1), tmp_path / "b", env=env)
-        run.wait_until(lambda: 1000 <= _edge_view(run, "edge1").get("received", 0) <= samples - 3000,
-                       "edge1 part-way through its upload")
+        # The proxy's count is live (the aggregator's report is throttled): once 700 kB went up, edge1 has
+        # produced at least a quarter of its records (edge2 holds 222 kB in all) and is still extracting.
+        run.wait_until(lambda: 700_000 <= proxy.counters.bytes_up <= 1_500_000, "edge1 part-way through its upload")
         run.kill("edge1")
         assert run.finish() == 0, run.stderr[-2000:]
     finally:
@@ -158,8 +159,7 @@ def _fedavg_job(tmp_path: Path, data: Path, edges: list[str], rounds: int, epoch
 def test_d_fedavg_worker_killed_in_round_3_the_quorum_goes_on_and_it_rejoins(three_edges, tmp_path):
     run = JobRun(_fedavg_job(tmp_path, three_edges, ["edge1", "edge2", "edge3"], rounds=5, epochs=3),
                  tmp_path / "run")
-    run.wait_until(lambda: (s := run.status()).get("progress", {}).get("round") == 3
-                   and s["workers"]["edge3"].get("stage") == "training", "edge3 training round 3")
+    run.wait_until(lambda: run.status().get("progress", {}).get("round") == 3, "round 3 dispatched")
     run.kill("edge3")
     assert run.finish() == 0, run.stderr[-2000:]
     status = run.status()
