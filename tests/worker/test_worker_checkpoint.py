@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from fedmist.worker.checkpoint import CheckpointStore, decode, encode, Checkpoint, spec_hash
-from fedmist.worker.cloud_train import InMemoryPackedSource, train_cloud
-from fedmist.models.split import split_model
 from fedmist.models.registry import build_model
+from fedmist.models.split import split_model
+from fedmist.worker.checkpoint import Checkpoint, CheckpointStore, decode, encode, spec_hash
+from fedmist.worker.cloud_train import CloudTrainState, InMemoryPackedSource, train_cloud
 
 
 def _arrays(value: float, n: int = 8) -> dict[str, np.ndarray]:
@@ -125,8 +125,6 @@ def test_cloud_training_resumed_from_a_checkpoint_ends_bit_identical(tmp_path):
 
     with pytest.raises(Crash):
         train_cloud(fresh_cloud(), source, **settings, on_epoch_end=save_then_crash)
-    from fedmist.worker.cloud_train import CloudTrainState
-
     saved = store.load()
     resumed = fresh_cloud()
     torch.manual_seed(99)  # the resume must not depend on the process's global RNG state
