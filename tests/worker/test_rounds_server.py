@@ -181,3 +181,34 @@ def test_an_update_larger_than_the_model_is_refused_before_buffering(caplog: pyt
 
     rnd, reason = asyncio.run(scenario())
     assert "exceeds the limit" in reason and rnd.lost == {"a"} and not rnd.accepted
+
+
+def test_a_duplicate_result_for_a_round_already_counted_is_dropped() -> None:
+    """A trainer that resends its FIT_RESULT (a retry after a reconnect) is counted once: the second copy is
+    read to the end, booked as late, and the aggregate is that of one result per worker."""
+    async def scenario() -> tuple[dict[str, np.ndarray], object, RoundServer]:
+        server, ws_server, url = await _start(2)
+        a, b = [await FakeTrainer(n, url).join() for n in ("a", "b")]
+        await server.wait_for_workers(2, 5)
+        server.strategy.begin_round(1, GLOBAL)
+        rnd = server.open_round(1, ["a", "b"])
+        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        for t in (a, b):
+            await t.next_fit()
+        await a.reply(1, _full(2.0), samples=10)
+        await a.reply(1, _full(2.0), samples=10)  # the duplicate
+        for _ in range(100):
+            if server.workers["a"].late:
+                break
+            await asyncio.sleep(0.02)
+        await b.reply(1, _full(4.0), samples=10)
+        await close_round(rnd, round_timeout=5, min_clients=2)
+        result = server.strategy.finish_round()
+        await server.stop_all("done", timeout=0.3)
+        ws_server.close()
+        return result, rnd, server
+
+    result, rnd, server = asyncio.run(scenario())
+    assert sorted(rnd.accepted) == ["a", "b"]
+    assert server.workers["a"].rounds == 1 and server.workers["a"].late == 1
+    np.testing.assert_allclose(result["w"], 3.0)  # (2 + 4) / 2, not (2 + 2 + 4) / 3

@@ -98,16 +98,69 @@ def test_bad_peers_are_refused_and_a_good_edge_still_uploads(tmp_path):
     assert np.array_equal(features, rows[:, :2]) and labels.tolist() == rows[:, 2].tolist()
 
 
-def test_second_connection_with_a_connected_name_is_refused(tmp_path):
+def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp_path):
+    """The old connection may be half-open after a network fault: the authenticated newcomer replaces it, after
+    the old session's records are checkpointed, and is told to resume where they end. An impostor without the
+    token cannot kick the edge out."""
+    rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
+    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
+
     async def body(server, url):
         first = await ws.connect(url)
-        await first.send(_hello("edge1"))
-        await first.recv(5)  # task: edge1 is now connected
-        reason = await _rejected(url, [_hello("edge1")])
+        await first.send(_hello("edge1", n=8))
+        await first.recv(5)
+        await first.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24, offset=0,
+                                  meta=meta), rows[:4].tobytes())
+        for _ in range(100):
+            if server.edges["edge1"].received == 4:
+                break
+            await asyncio.sleep(0.01)
+        impostor = await _rejected(url, [_hello("edge1", token="wrong", n=8)])
+        second = await ws.connect(url)  # `first` is never closed by its owner: it stays half-open
+        await second.send(_hello("edge1", n=8))
+        task_env, _ = await second.recv(5)
+        task = msg.parse_meta(task_env, msg.TASK)
+        await second.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24, offset=12,
+                                   meta=meta), rows[4:].tobytes())
+        await second.send(Envelope(type=msg.RECORDS_DONE, job="job", worker="edge1", meta={
+            "num_samples": 8, "sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "compute_s": 0.1,
+            "bytes_up": 24}))
+        ack = msg.parse_meta((await second.recv(5))[0], msg.ACK)
+        await second.close()
         await first.close()
-        return reason
+        return impostor, task, ack, server.edges["edge1"]
 
-    assert asyncio.run(_with_server(_plan(tmp_path, participants=2), body)) == "worker 'edge1' is already connected"
+    impostor, task, ack, edge = asyncio.run(_with_server(_plan(tmp_path, participants=2), body))
+    assert impostor == "worker 'edge1' presented a wrong token"
+    assert task.resume_records == 4 and ack.complete and ack.received == 8
+    assert edge.connections == 2 and edge.phase == "Uploaded"
+    assert edge.bytes_up > 24  # both sessions' bytes count, not only the last one's
+
+
+def test_duplicate_records_chunks_are_idempotent(tmp_path):
+    """A chunk sent again (a retry after a lost ack, an overlap after a resume) rewrites the same bytes: the
+    upload completes with the sender's hash and the same record count."""
+    rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
+    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
+
+    async def body(server, url):
+        channel = await ws.connect(url)
+        await channel.send(_hello("edge1", n=8))
+        await channel.recv(5)
+        for offset, part in ((0, rows[:4]), (0, rows[:4]), (6, rows[2:6]), (12, rows[4:]), (12, rows[4:])):
+            await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24,
+                                        offset=offset, meta=meta), part.tobytes())
+        await channel.send(Envelope(type=msg.RECORDS_DONE, job="job", worker="edge1", meta={
+            "num_samples": 8, "sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "compute_s": 0.1,
+            "bytes_up": 24}))
+        ack = msg.parse_meta((await channel.recv(5))[0], msg.ACK)
+        await channel.close()
+        return ack
+
+    ack = asyncio.run(_with_server(_plan(tmp_path), body))
+    assert ack.complete and ack.received == 8
+    features, labels = open_complete_stores(tmp_path).batch(np.arange(8))
+    assert np.array_equal(features, rows[:, :2]) and labels.tolist() == rows[:, 2].tolist()
 
 
 def test_wrong_hash_at_the_end_is_refused_and_nothing_is_marked_complete(tmp_path):

@@ -37,6 +37,10 @@ BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 CONFIG_ERROR_EXIT = 2  # a worker's "misconfigured" exit: restarting it cannot help
 RESTARTING_POLICIES = frozenset({"OnFailure", "Always"})
+# Debug/fault-injection overrides (RELIABILITY.md): bind the aggregator to a fixed port, and point the trainers
+# at another port (a fault proxy in front of the aggregator). Not for production jobs; not job parameters.
+AGG_PORT_ENV = "FEDMIST_AGG_PORT"
+TRAINER_AGG_PORT_ENV = "FEDMIST_TRAINER_AGG_PORT"
 
 
 @dataclass
@@ -50,6 +54,18 @@ class RunOptions:
     # Folders put first on the workers' PYTHONPATH, so user code named by import path imports there as it
     # did in the launcher (the job file's folder; the packages of objects given to fedmist.Job).
     python_path: tuple[str, ...] = ()
+    agg_port: int | None = None  # default: a free port (or $FEDMIST_AGG_PORT)
+    trainer_agg_port: int | None = None  # where trainers dial (default: agg_port, or $FEDMIST_TRAINER_AGG_PORT)
+
+
+def _port_override(name: str) -> int | None:
+    """A port from a debug env override, or None when unset; a bad value is a one-line error."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name} must be a TCP port number, got {raw!r}")
+    return int(raw)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -75,7 +91,8 @@ class LocalJob:
         self.workdir = options.workdir
         self.status = JobStatus(job.name)
         self.token = secrets.token_urlsafe(32)
-        self.port = free_port(options.bind_host)
+        self.port = options.agg_port or _port_override(AGG_PORT_ENV) or free_port(options.bind_host)
+        self.trainer_port = options.trainer_agg_port or _port_override(TRAINER_AGG_PORT_ENV) or self.port
         self.workers: list[WorkerSpec] = [job.aggregator, *job.trainers]
         self.processes = {w.name: ProcessState(w.name, w.role, memory_limit_bytes=w.memory_limit_bytes)
                           for w in self.workers}
@@ -166,9 +183,11 @@ class LocalJob:
         """The worker's environment: this shell's (PATH, HOME...) minus anything that would read as a job
         parameter (a stray ``EPOCHS`` or ``SEED`` in the user's shell must not change the job), plus the
         env contract and the template's env."""
-        env = {k: v for k, v in os.environ.items() if k.lower() not in PARSERS}
+        env = {k: v for k, v in os.environ.items()
+               if k.lower() not in PARSERS and k not in (AGG_PORT_ENV, TRAINER_AGG_PORT_ENV)}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning on shared cores
-        env.update(self.job.worker_env(worker, agg_ip=self.options.bind_host, agg_port=self.port))
+        dial = self.port if worker.role == "aggregator" else self.trainer_port
+        env.update(self.job.worker_env(worker, agg_ip=self.options.bind_host, agg_port=dial))
         env.update({
             "AGG_BIND_PORT": str(self.port),
             "FEDMIST_TOKEN": self.token,
@@ -228,8 +247,11 @@ class LocalJob:
                 self._lost.add(state.name)
                 self.status.transition(RUNNING, "WorkerLost", f"{what}; rounds go on with the quorum")
                 continue
-            limit = f" (after {state.restarts} restarts)" if state.restarts else ""
-            self.status.transition(FAILED, "WorkerFailed", f"{what}{limit}")
+            if state.exit_code != CONFIG_ERROR_EXIT and 0 < self.options.max_restarts <= state.restarts:
+                self.status.transition(FAILED, "RestartLimitReached", f"{what}; gave up after {state.restarts} "
+                                       f"restarts (--max-restarts {self.options.max_restarts})")
+            else:
+                self.status.transition(FAILED, "WorkerFailed", what)
             return True
         if aggregator.exit_code == 0:
             self.status.transition(SUCCEEDED, "JobCompleted", "the aggregator finished and saved the model")

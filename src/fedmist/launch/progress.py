@@ -72,25 +72,26 @@ class ProgressView:
                 self.console.print(f"[{self.job}] {name}: {line}", highlight=False)
 
     def _line(self, state: ProcessState, report: dict[str, Any]) -> str:
+        restarted = f" (restart {state.restarts})" if state.restarts else ""
         if state.exit_code is not None:
-            return "done" if state.exit_code == 0 else f"exited with code {state.exit_code}"
+            return ("done" if state.exit_code == 0 else f"exited with code {state.exit_code}") + restarted
         stage = report.get("stage", "starting")
         if stage == "training" and "epoch" in report:
-            return _stage_text(report)
-        if stage in ("extracting", "uploading"):
-            return stage
-        return _stage_text(report)
+            return _stage_text(report) + restarted
+        if stage in ("extracting", "uploading", "reconnecting"):
+            return stage + restarted
+        return _stage_text(report) + restarted
 
     def _table(self, processes: dict[str, ProcessState], reports: dict[str, dict[str, Any]]) -> Table:
         table = Table(title=f"fedmist job {self.job}", expand=False)
-        for column in ("worker", "role", "progress", "up", "down", "compute s", "RSS MB", "pid"):
+        for column in ("worker", "role", "progress", "up", "down", "compute s", "RSS MB", "pid", "restarts"):
             table.add_column(column)
         for name, state in processes.items():
             report = reports.get(name, {})
             progress = self._line(state, report) if state.exit_code is not None else _stage_text(report)
             table.add_row(name, state.role, progress, _mb(report.get("bytes_up")), _mb(report.get("bytes_down")),
                           f"{report.get('compute_s', 0):.2f}", f"{report.get('peak_rss_mb', state.peak_rss_mb)}",
-                          str(state.pid or "-"))
+                          str(state.pid or "-"), str(state.restarts))
         return table
 
     def summary(self, phase: str, status: dict[str, Any], workdir: Path) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -63,6 +64,55 @@ class InMemoryPackedSource:
         return self.packed[indices], self.labels[indices]
 
 
+@dataclass
+class CloudTrainState:
+    """Where cloud training stands after ``epoch``: enough to continue bit for bit after a crash.
+
+    ``arrays``: ``model/<name>`` (the cloud part), ``opt/<i>`` (momentum buffers), ``rng/torch_aug`` and
+    ``rng/torch_global`` (torch generator states); ``meta``: steps done, total steps, the numpy shuffling RNG's
+    state and the per-epoch training stats. Plain numpy and JSON, so it saves as safetensors without pickle.
+    """
+
+    epoch: int
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _snapshot(epoch: int, cloud: nn.Module, opt: OneCycleSGD, rng: np.random.Generator, gen: torch.Generator,
+              history: list[dict[str, float]]) -> CloudTrainState:
+    arrays = {f"model/{k}": v.detach().cpu().contiguous().numpy().copy() for k, v in cloud.state_dict().items()}
+    buffers = opt.sgd.buffers or []
+    arrays.update({f"opt/{i}": b.detach().contiguous().numpy().copy() for i, b in enumerate(buffers)})
+    arrays["rng/torch_aug"] = gen.get_state().numpy().copy()
+    arrays["rng/torch_global"] = torch.get_rng_state().numpy().copy()
+    meta = {"steps_done": opt.steps_done, "total_steps": opt.total_steps, "opt_buffers": len(buffers),
+            "rng": rng.bit_generator.state, "history": [dict(h) for h in history]}
+    return CloudTrainState(epoch, arrays, meta)
+
+
+def _restore(state: CloudTrainState, cloud: nn.Module, opt: OneCycleSGD, rng: np.random.Generator,
+             gen: torch.Generator) -> list[dict[str, float]]:
+    """Load a :func:`_snapshot` into fresh training objects; ValueError when it does not fit them."""
+    if state.meta.get("total_steps") != opt.total_steps:
+        raise ValueError(f"checkpoint planned {state.meta.get('total_steps')} steps, this run plans {opt.total_steps}")
+    model = {k[len("model/"):]: torch.from_numpy(v.copy()) for k, v in state.arrays.items() if k.startswith("model/")}
+    try:
+        cloud.load_state_dict(model)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint weights do not fit the cloud model: {str(exc).splitlines()[0]}") from None
+    count = int(state.meta.get("opt_buffers", 0))
+    if count:
+        if count != len(opt.sgd.params):
+            raise ValueError(f"checkpoint holds {count} momentum buffers for {len(opt.sgd.params)} parameters")
+        opt.sgd.buffers = [torch.empty_like(p).copy_(torch.from_numpy(state.arrays[f"opt/{i}"].copy()))
+                           for i, p in enumerate(opt.sgd.params)]
+    opt.steps_done = int(state.meta["steps_done"])
+    rng.bit_generator.state = dict(state.meta["rng"])
+    gen.set_state(torch.from_numpy(state.arrays["rng/torch_aug"].copy()))
+    torch.set_rng_state(torch.from_numpy(state.arrays["rng/torch_global"].copy()))
+    return [dict(h) for h in state.meta.get("history", [])]
+
+
 def input_values(epsilon: float, debias: bool, *, train: bool) -> tuple[float, float]:
     """Values the cloud sees for a 0 bit and a 1 bit (see the module docstring for why they differ)."""
     p = keep_probability(epsilon)
@@ -105,6 +155,8 @@ def train_cloud(
     augment: str | Augmentation | None = "none",
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    resume: CloudTrainState | None = None,
+    on_epoch_end: Callable[[int, CloudTrainState], None] | None = None,
 ) -> dict[str, object]:
     """Train ``cloud`` in place with momentum SGD under a one-cycle schedule (:mod:`fedmist.models.optim`).
 
@@ -112,6 +164,10 @@ def train_cloud(
     optional debiasing and feature-map augmentation (``"none"``, ``"flip"``, ``"shift"``, ``"flip_shift"``
     or a callable), and reports ``{"loss", "accuracy", "seconds", "lr"}`` to ``on_epoch(epoch, stats)``.
     Returns ``{"history": [...], "seconds": total, "steps": n}``.
+
+    Crash safety: after each epoch (and after ``on_epoch``) ``on_epoch_end(epoch, state)`` receives a
+    :class:`CloudTrainState`; passing that state back as ``resume`` (with the same data, seed and settings)
+    continues with the next epoch and ends with the same weights as an uninterrupted run.
     """
     n = len(source)
     if n == 0:
@@ -128,9 +184,13 @@ def train_cloud(
     opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch,
                       weight_decay=weight_decay)
     history: list[dict[str, float]] = []
+    first = 1
+    if resume is not None:
+        history = _restore(resume, cloud, opt, rng, gen)
+        first = resume.epoch + 1
     t_start = time.perf_counter()
     cloud.train()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         t0 = time.perf_counter()
         order = rng.permutation(n)
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -158,6 +218,8 @@ def train_cloud(
         history.append(stats)
         if on_epoch is not None:
             on_epoch(epoch, stats)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, _snapshot(epoch, cloud, opt, rng, gen, history))
     cloud.to(memory_format=torch.contiguous_format)
     cloud.eval()
     return {"history": history, "seconds": time.perf_counter() - t_start, "steps": epochs * steps_per_epoch}

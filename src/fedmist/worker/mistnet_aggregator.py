@@ -22,11 +22,12 @@ from fedmist.transport import ws
 from fedmist.wire.envelope import Limits
 from fedmist.wire.tensors import encode_arrays
 from fedmist.worker import protocol as msg
-from fedmist.worker.cloud_train import evaluate_cloud, train_cloud
+from fedmist.worker.checkpoint import CheckpointStore, job_spec_fields, spec_hash
+from fedmist.worker.cloud_train import CloudTrainState, evaluate_cloud, train_cloud
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.extract import channel_features
-from fedmist.worker.feature_store import open_complete_stores
+from fedmist.worker.feature_store import open_complete_stores, read_manifest
 from fedmist.worker.report import Reporter
 from fedmist.worker.upload_server import UploadPlan, UploadServer, task_fingerprint
 
@@ -95,9 +96,13 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     privacy = privacy_report(epsilon, r, params.label_epsilon)
     reporter.update(force=True, stage="training", epoch=0, epochs=params.epochs or 10, privacy=privacy,
                     samples=len(source))
-    history: list[dict[str, Any]] = []
     debias = params.debias if params.debias is not None else True
     test_packed = channel_features(edge, test[0]) if test is not None else None
+    stores = _stores_summary(store_root, complete)
+    checkpoints = CheckpointStore(ctx.state_dir, spec_hash(job_spec_fields(ctx, task=server.plan.fingerprint)),
+                                  "mistnet-cloud")
+    resume = _resume_point(checkpoints, stores)
+    history: list[dict[str, Any]] = list(resume.meta["report_history"]) if resume else []
 
     def on_epoch(epoch: int, stats: dict[str, Any]) -> None:
         entry = {"epoch": epoch, **stats}
@@ -105,17 +110,31 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
             entry.update({f"test_{k}": v for k, v in evaluate_cloud(
                 cloud, test_packed, test[1], source.feature_shape, epsilon, debias).items()})
         history.append(entry)
-        reporter.update(force=True, stage="training", epoch=epoch, history=history)
         log.info("epoch %d: %s", epoch, entry)
 
+    def on_epoch_end(epoch: int, state: CloudTrainState) -> None:
+        """Checkpoint first, then report: whoever sees epoch k in the status can count on its checkpoint."""
+        checkpoints.try_save(epoch, state.arrays, {**state.meta, "report_history": history, "stores": stores})
+        reporter.update(force=True, stage="training", epoch=epoch, history=history)
+
+    if resume is not None:
+        reporter.update(force=True, stage="training", epoch=resume.epoch, history=history,
+                        resumed_from_epoch=resume.epoch)
     started = time.monotonic()
-    train_cloud(cloud, source, epochs=params.epochs or 10, batch_size=params.batch_size or 64,
-                max_lr=params.learning_rate or 0.05, epsilon=epsilon, debias=debias,
-                seed=params.seed or 0, on_epoch=on_epoch)
+    try:
+        train_cloud(cloud, source, epochs=params.epochs or 10, batch_size=params.batch_size or 64,
+                    max_lr=params.learning_rate or 0.05, epsilon=epsilon, debias=debias,
+                    seed=params.seed or 0, on_epoch=on_epoch, resume=resume, on_epoch_end=on_epoch_end)
+    except ValueError as exc:
+        if resume is None:
+            raise
+        raise JobFailure(f"cannot resume from checkpoint {checkpoints.path}: {exc}") from None
     train_s = time.monotonic() - started
 
     reporter.update(force=True, stage="evaluating")
     metrics: dict[str, Any] = {"train_s": round(train_s, 3), "samples": len(source)}
+    if resume is not None:
+        metrics["resumed_from_epoch"] = resume.epoch
     if test is not None:  # the last epoch's evaluation is the final model's
         metrics.update(accuracy=history[-1]["test_accuracy"], loss=history[-1]["test_loss"])
     else:
@@ -160,6 +179,30 @@ def _s3_ready(ctx: WorkerContext):
     except S3Error as exc:
         raise JobFailure(str(exc)) from None
     return transmitter
+
+
+def _stores_summary(store_root: Path, workers: list[str]) -> dict[str, dict[str, Any]]:
+    """Which worker's records the training set holds, up to which record, with which hash: a checkpoint
+    made over other features must not be resumed."""
+    summary = {}
+    for name in workers:
+        manifest = read_manifest(store_root / name)
+        if manifest is not None:
+            summary[name] = {"received": manifest.received, "num_samples": manifest.num_samples,
+                             "record_bytes": manifest.record_bytes, "sha256": manifest.sha256}
+    return summary
+
+
+def _resume_point(checkpoints: CheckpointStore, stores: dict[str, dict[str, Any]]) -> CloudTrainState | None:
+    checkpoint = checkpoints.load()
+    if checkpoint is None:
+        return None
+    if checkpoint.meta.get("stores") != stores:
+        log.warning("ignoring checkpoint %s: it was trained on other feature uploads (%s), this run has %s",
+                    checkpoints.path, sorted(checkpoint.meta.get("stores", {})), sorted(stores))
+        return None
+    log.info("resuming cloud training after epoch %d", checkpoint.step)
+    return CloudTrainState(checkpoint.step, checkpoint.arrays, checkpoint.meta)
 
 
 def _edges_status(server: UploadServer) -> dict[str, dict[str, Any]]:

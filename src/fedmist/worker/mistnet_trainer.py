@@ -37,6 +37,8 @@ from fedmist.worker.report import Reporter
 log = logging.getLogger("fedmist.trainer")
 
 REPLY_TIMEOUT_S = 120.0
+MAX_FRUITLESS_SESSIONS = 5  # reconnects in a row that did not move the resume offset before giving up
+FRAME_BYTES = 64 * 1024  # records per RECORDS frame are capped so a lost connection costs at most ~64 KiB
 
 
 def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
@@ -53,32 +55,61 @@ def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
 
 
 async def _run(ctx: WorkerContext, images: np.ndarray | torch.Tensor, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
+    """Sessions until the aggregator confirms the upload. A dropped connection is not the end: reconnect
+    (backoff with jitter, bounded by the connect deadline) and resume from the offset the aggregator reports
+    in its task, until ``MAX_FRUITLESS_SESSIONS`` sessions in a row ended without moving that offset."""
     url = ctx.aggregator_url()
-    try:
-        channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0,
-                                           security=ctx.security())
-    except TransportError as exc:
-        raise JobFailure(str(exc)) from None
-    try:
-        await channel.send(_envelope(ctx, msg.HELLO, {
-            "role": "trainer", "token": ctx.token, "num_samples": len(images), "dataset": ctx.dataset_name}))
-        envelope, body = await channel.recv(REPLY_TIMEOUT_S)
-        if envelope.type == msg.ACK:  # the aggregator already holds all of this edge's records
-            reporter.update(force=True, phase="Succeeded", stage="done", bytes_up=0, compute_s=0.0)
-            return dict(reporter.data)
-        task = msg.parse_meta(envelope, msg.TASK)
-        edge = _edge_model(task, body)
-        figures = await _upload(ctx, channel, task, edge, images, labels, reporter)
-        reply, _ = await channel.recv(REPLY_TIMEOUT_S)
-        ack = msg.parse_meta(reply, msg.ACK)
-        if not ack.complete:
-            raise JobFailure("the aggregator did not confirm the upload")
-    except (ProtocolError, TransportError) as exc:
-        raise JobFailure(f"aggregator {url}: {exc}") from None
-    finally:
-        await channel.close()
-    figures.update(bytes_up=channel.bytes_sent + figures.pop("bytes_s3"), bytes_down=channel.bytes_received)
-    reporter.update(force=True, phase="Succeeded", stage="done", **figures)
+    totals = {"bytes_up": 0, "bytes_down": 0, "sessions": 0}
+    fruitless, best = 0, -1
+    while True:
+        try:
+            channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0,
+                                               security=ctx.security())
+        except TransportError as exc:
+            raise JobFailure(str(exc)) from None
+        totals["sessions"] += 1
+        progress: dict[str, int] = {}
+        try:
+            figures = await _session(ctx, channel, images, labels, reporter, progress)
+        except ProtocolError as exc:
+            raise JobFailure(f"aggregator {url}: {exc}") from None
+        except TransportError as exc:
+            resumed_at = progress.get("resume", -1)
+            fruitless = 0 if resumed_at > best else fruitless + 1
+            best = max(best, resumed_at)
+            if fruitless >= MAX_FRUITLESS_SESSIONS:
+                raise JobFailure(f"aggregator {url}: {exc} ({fruitless} sessions in a row made no progress)") from None
+            log.warning("connection to %s lost (%s); reconnecting to resume the upload", url, exc)
+            reporter.update(force=True, stage="reconnecting")
+            continue
+        finally:
+            totals["bytes_up"] += channel.bytes_sent
+            totals["bytes_down"] += channel.bytes_received
+            await channel.close()
+        figures.update(bytes_up=totals["bytes_up"] + figures.pop("bytes_s3", 0), bytes_down=totals["bytes_down"],
+                       sessions=totals["sessions"])
+        reporter.update(force=True, phase="Succeeded", stage="done", **figures)
+        return figures
+
+
+async def _session(ctx: WorkerContext, channel: Channel, images: np.ndarray | torch.Tensor, labels: np.ndarray,
+                   reporter: Reporter, progress: dict[str, int]) -> dict[str, Any]:
+    """One connection: HELLO, then either ACK (the aggregator holds everything already) or TASK + upload."""
+    await channel.send(_envelope(ctx, msg.HELLO, {
+        "role": "trainer", "token": ctx.token, "num_samples": len(images), "dataset": ctx.dataset_name}))
+    envelope, body = await channel.recv(REPLY_TIMEOUT_S)
+    if envelope.type == msg.ACK:  # the aggregator already holds all of this edge's records: nothing to send
+        msg.parse_meta(envelope, msg.ACK)
+        return {"samples": len(images), "compute_s": 0.0, "resumed_from": len(images)}
+    task = msg.parse_meta(envelope, msg.TASK)
+    progress["resume"] = task.resume_records
+    edge = _edge_model(task, body)
+    figures = await _upload(ctx, channel, task, edge, images, labels, reporter)
+    reply, _ = await channel.recv(REPLY_TIMEOUT_S)
+    ack = msg.parse_meta(reply, msg.ACK)
+    if not ack.complete:
+        raise JobFailure("the aggregator did not confirm the upload")
+    figures["resumed_from"] = task.resume_records
     return figures
 
 
@@ -143,12 +174,14 @@ async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge
     done_bytes_s3 = 0
     transmitter = ctx.s3()
     if transmitter is None:
+        per_frame = max(1, FRAME_BYTES // record) * record
         for start, data in stream:
             skip = max(0, min(len(data) // record, task.resume_records - start))
-            if skip * record < len(data):
+            view = memoryview(data)
+            for begin in range(skip * record, len(data), per_frame):
                 await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
-                                            size=len(images) * record, offset=(start + skip) * record, meta=layout),
-                                   data[skip * record:])
+                                            size=len(images) * record, offset=start * record + begin, meta=layout),
+                                   view[begin:begin + per_frame])
             reporter.update(stage="uploading", received=start + len(data) // record,
                             compute_s=round(stream.compute_s, 3))
     else:

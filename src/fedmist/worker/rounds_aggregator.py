@@ -26,6 +26,7 @@ from fedmist.strategy import Strategy, build_strategy
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport import ws
 from fedmist.worker import protocol as msg
+from fedmist.worker.checkpoint import CheckpointStore, job_spec_fields, spec_hash
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.local_train import as_tensors, load_numpy_state, state_to_numpy
@@ -169,15 +170,21 @@ async def _run_rounds(job: RoundsJob, server: RoundServer) -> dict[str, Any]:
     """
     rng = np.random.default_rng(job.ctx.params.seed or 0)
     book = RoundBook(job, server)
+    checkpoints = CheckpointStore(job.ctx.state_dir, spec_hash(job_spec_fields(job.ctx)), "rounds")
+    first, pending = resume_rounds(checkpoints, job, book, rng)
     evaluation: asyncio.Task | None = None
-    for number in range(1, job.rounds + 1):
-        wanted = job.ctx.participants if number == 1 else job.min_clients
+    if pending is not None:  # the checkpointed round's test never finished: run it now
+        job.load_global()
+        evaluation = asyncio.ensure_future(book.evaluate(pending))
+    for number in range(first, job.rounds + 1):
+        wanted = job.ctx.participants if number == first else job.min_clients
         available = await server.wait_for_workers(wanted, job.round_timeout)
         if len(available) < job.min_clients:
             raise JobFailure(f"round {number}: {len(available)} of {job.ctx.participants} trainers connected "
                              f"within {job.round_timeout:g} s, min_clients is {job.min_clients}")
         entry = await _train_round(job, server, book, number, available, rng)
         reached = await evaluation if evaluation is not None else False
+        await asyncio.to_thread(save_round_checkpoint, checkpoints, job, book, rng, entry)
         job.load_global()  # the torch model the test thread reads; the engine itself only uses the bytes
         evaluation = asyncio.ensure_future(book.evaluate(entry))
         if reached:
@@ -210,6 +217,40 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
             "duration_s": round(time.monotonic() - started, 3),
             "max_compute_s": round(max(rnd.compute_s.values(), default=0.0), 3),
             "dispatched_s": round(started - book.first_dispatch, 3)}
+
+
+def save_round_checkpoint(checkpoints: CheckpointStore, job: RoundsJob, book: "RoundBook",
+                          rng: np.random.Generator, entry: dict[str, Any]) -> bool:
+    """Round boundary: the new global model, strategy state, sampling RNG, history and the round's entry
+    (its test still pending). Written before the next round is dispatched."""
+    arrays = {f"global/{k}": v for k, v in decode_weights(job.global_bytes, check_finite=False).items()}
+    arrays.update({f"strategy/{k}": v for k, v in job.strategy.state_dict().items()})
+    meta = {"round": entry["round"], "rng": rng.bit_generator.state, "history": job.history,
+            "pending": entry, "metrics": book.metrics}
+    return checkpoints.try_save(entry["round"], arrays, meta)
+
+
+def resume_rounds(checkpoints: CheckpointStore, job: RoundsJob, book: "RoundBook",
+                  rng: np.random.Generator) -> tuple[int, dict[str, Any] | None]:
+    """Restore the last round boundary if there is one; return (first round to run, entry still to test)."""
+    checkpoint = checkpoints.load()
+    if checkpoint is None:
+        return 1, None
+    global_weights = {k[len("global/"):]: v for k, v in checkpoint.arrays.items() if k.startswith("global/")}
+    strategy_state = {k[len("strategy/"):]: v for k, v in checkpoint.arrays.items() if k.startswith("strategy/")}
+    try:
+        load_numpy_state(job.model, global_weights)
+        job.strategy.load_state_dict(strategy_state)
+        rng.bit_generator.state = dict(checkpoint.meta["rng"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise JobFailure(f"cannot resume from checkpoint {checkpoints.path}: {exc}") from None
+    job.global_bytes = encode_weights(state_to_numpy(job.model))  # the model's key order, not the file's
+    job.history[:] = list(checkpoint.meta.get("history", []))
+    book.metrics.update(checkpoint.meta.get("metrics", {}))
+    book.metrics["resumed_from_round"] = checkpoint.step
+    log.info("resuming after round %d of %d", checkpoint.step, job.rounds)
+    job.reporter.update(force=True, round=checkpoint.step, history=job.history, resumed_from_round=checkpoint.step)
+    return checkpoint.step + 1, checkpoint.meta.get("pending")
 
 
 class RoundBook:

@@ -37,6 +37,7 @@ class EdgeProgress:
     bytes_up: int = 0
     bytes_down: int = 0
     compute_s: float = 0.0
+    connections: int = 0  # sessions this edge opened (more than one: it reconnected and resumed)
 
 
 def task_fingerprint(task: msg.TaskMeta, edge_weights: bytes) -> str:
@@ -71,7 +72,7 @@ class UploadServer:
     plan: UploadPlan
     on_change: Callable[[], None] = lambda: None
     edges: dict[str, EdgeProgress] = field(default_factory=dict)
-    _connected: set[str] = field(default_factory=set)
+    _sessions: dict[str, tuple[Channel, asyncio.Event]] = field(default_factory=dict)  # live connection per edge
     _done: asyncio.Event = field(default_factory=asyncio.Event)
     gate: ConnectionGate = field(default_factory=ConnectionGate)
 
@@ -123,11 +124,17 @@ class UploadServer:
         try:
             hello_env, _ = await channel.recv(self.plan.hello_timeout)
             hello = msg.parse_meta(hello_env, msg.HELLO)
+            self._authenticate(hello_env, hello)
+            await self._take_over(hello_env.worker)
             name = self._admit(hello_env, hello, channel.peer)
+            finished = asyncio.Event()
+            self._sessions[name] = (channel, finished)
             try:
                 await self._serve_edge(channel, name, hello)
             finally:
-                self._connected.discard(name)
+                if self._sessions.get(name, (None,))[0] is channel:
+                    del self._sessions[name]
+                finished.set()
         except (ProtocolError, ValueError) as exc:
             log.warning("rejected %s (worker %s): %s", channel.peer, name, exc)
             await _reply_error(channel, self.plan.job, str(exc))
@@ -140,18 +147,34 @@ class UploadServer:
             self.gate.release()
             await channel.close()
 
-    def _admit(self, envelope: Envelope, hello: msg.HelloMeta, peer: str) -> str:
+    def _authenticate(self, envelope: Envelope, hello: msg.HelloMeta) -> None:
         if self.plan.token and not hmac.compare_digest(hello.token.encode(), self.plan.token.encode()):
             raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
+        if envelope.job != self.plan.job:
+            raise ProtocolError(f"worker '{envelope.worker}' belongs to job '{envelope.job}', not '{self.plan.job}'")
+
+    async def _take_over(self, name: str) -> None:
+        """An authenticated edge that reconnects replaces its old connection (which may be half-open after a
+        network fault and would otherwise block the resume until its idle timeout). The old handler is
+        closed and awaited, so its store is checkpointed before the new session reads the resume offset."""
+        old = self._sessions.get(name)
+        if old is None:
+            return
+        channel, finished = old
+        log.info("worker %s reconnected; closing its previous connection from %s", name, channel.peer)
+        await channel.close()
+        try:
+            await asyncio.wait_for(finished.wait(), self.plan.hello_timeout)
+        except TimeoutError:
+            raise ProtocolError(f"worker '{name}' is already connected") from None
+
+    def _admit(self, envelope: Envelope, hello: msg.HelloMeta, peer: str) -> str:
         name = envelope.worker
-        if name in self._connected:
+        if name in self._sessions:
             raise ProtocolError(f"worker '{name}' is already connected")
         if name not in self.edges and len(self.edges) >= self.plan.participants:
             raise ProtocolError(f"worker '{name}' is not expected: all {self.plan.participants} participants known")
-        if envelope.job != self.plan.job:
-            raise ProtocolError(f"worker '{name}' belongs to job '{envelope.job}', not '{self.plan.job}'")
-        self._connected.add(name)
-        self.edges.setdefault(name, EdgeProgress())
+        self.edges.setdefault(name, EdgeProgress()).connections += 1
         log.info("worker %s connected from %s with %d samples", name, peer, hello.num_samples)
         return name
 
@@ -174,11 +197,13 @@ class UploadServer:
         edge.phase = "Extracting"
         self.on_change()
         store: WorkerStore | None = None
-        received_before = channel.bytes_received
+        received_before, up_before = channel.bytes_received, edge.bytes_up  # bytes_up counts every session
+        if resume:
+            log.info("worker %s resumes its upload at record %d of %d", name, resume, hello.num_samples)
         try:
             while True:
                 envelope, body = await channel.recv(self.plan.idle_timeout)
-                edge.bytes_up = channel.bytes_received - received_before
+                edge.bytes_up = up_before + channel.bytes_received - received_before
                 if envelope.type == msg.RECORDS:
                     store = self._write_chunk(store, name, envelope, body, hello.num_samples)
                     edge.phase, edge.received = "Uploading", store.manifest.received
