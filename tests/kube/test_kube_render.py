@@ -75,7 +75,7 @@ def test_aggregator_env_ports_and_status_sidecar(mnist_objects: list[dict]) -> N
     env = env_of(pod)
     assert env["AGG_BIND_PORT"] == "7363" and "AGG_IP" not in env
     assert env["FEDMIST_STATUS_FILE"] == "/var/run/fedmist/report.json"
-    assert env["TEST_DATASET_URL"] == "/data/test" and env["epochs"] == "10"
+    assert env["TEST_DATASET_URL"] == "/data/test" and env["epochs"] == "6"
     container = pod["spec"]["containers"][0]
     assert container["args"] == ["worker", "aggregate"]
     assert {"name": "tcp-0", "containerPort": 7363, "protocol": "TCP"} in container["ports"]
