@@ -144,7 +144,9 @@ def load_yolo(path: str | Path, cfg: str | None = None) -> YoloWeights:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"{p} does not fit {arch}: {str(exc).splitlines()[0]} (set env model to its yaml)") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines[1:]), lines[0] if lines else "")
+        raise ValueError(f"{p} does not fit {arch}: {detail[:300]} (set env model to its yaml)") from None
     return YoloWeights(model, arch, nc, _names(meta.get("names"), nc), str(p))
 
 
