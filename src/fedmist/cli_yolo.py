@@ -39,7 +39,7 @@ def cmd_pretrain_yolo(args: argparse.Namespace) -> int:
 
     summary = pretrain_yolo(args.data, args.out, model=args.model, epochs=args.epochs, imgsz=args.imgsz,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-                            on_epoch=on_epoch)
+                            cut_layer=args.cut_layer, on_epoch=on_epoch)
     print(f"wrote {args.out} ({summary['images']} images, {args.epochs} epochs, {summary['seconds']:.1f} s)")
     return 0
 
@@ -80,6 +80,8 @@ def add_commands(sub: argparse._SubParsersAction, data_sub: argparse._SubParsers
     pre.add_argument("--imgsz", type=int, default=320)
     pre.add_argument("--batch-size", type=int, default=16)
     pre.add_argument("--lr", type=float, default=0.002)
+    pre.add_argument("--cut-layer", type=int, default=4,
+                     help="binarize the features at this cut while pretraining (channel-aware; 0: plain)")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--threads", type=int, default=2)
     pre.set_defaults(func=cmd_pretrain_yolo)

@@ -21,8 +21,12 @@ from fedmist.atomic import write_json_atomic
 
 def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.yaml", epochs: int = 10,
                   imgsz: int = 320, batch_size: int = 16, lr: float = 0.002, seed: int = 0, threads: int = 2,
-                  on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train ``model`` from scratch on the train split of ``data``; write ``out`` and ``out.json``."""
+                  cut_layer: int = 0, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` from scratch on the train split of ``data``; write ``out`` and ``out.json``.
+
+    With ``cut_layer`` > 0 the pretraining is channel-aware: the edge output is binarized at the cut (with a
+    straight-through gradient), so the cloud layers start out reading bits, as they will in the MistNet job.
+    """
     from fedmist.models.yolo_env import prepare_ultralytics
 
     prepare_ultralytics()
@@ -42,6 +46,16 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
     arch = yaml_name(model)
     net = build_yolo(arch, nc)
     criterion = detection_loss(net)
+    forward = net
+    if cut_layer:
+        from fedmist.models.yolo_split import split_detection_model
+
+        edge, cloud = split_detection_model(net, cut_layer)
+
+        def forward(x: torch.Tensor):
+            a = edge(x)
+            bits = (a > 0).to(a.dtype)
+            return cloud(a + (bits - a).detach())  # straight-through: forward bits, backward identity
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
     rng = np.random.default_rng(seed)
     n, batch_size = len(ds), max(2, min(batch_size, len(ds)))
@@ -66,7 +80,7 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
                      "bboxes": torch.from_numpy(np.concatenate([b[:, 1:5] for b in boxes]))}
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, steps, lr, min(100, max(1, steps // 10)))
-            loss, _ = criterion(net(x), batch)
+            loss, _ = criterion(forward(x), batch)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -78,5 +92,6 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
             on_epoch(epoch, {"loss": total / max(1, seen), "seconds": time.perf_counter() - t0})
     path = save_weights(net.state_dict(), out)
     write_json_atomic(Path(f"{path}.json"), {"architecture": arch, "nc": nc, "names": names, "imgsz": imgsz,
-                                             "epochs": epochs, "images": n, "source": str(data)})
+                                             "epochs": epochs, "images": n, "source": str(data),
+                                             "channel_cut_layer": cut_layer})
     return {"images": n, "seconds": time.monotonic() - started, "path": str(path)}
