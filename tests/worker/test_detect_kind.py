@@ -65,3 +65,9 @@ def test_idx_edges_stay_classification(tmp_path):
     env = {"JOB_NAME": "j", "TRAIN_DATASET_URL": str(tmp_path), "DATASET_FORMAT": "idx",
            "aggregation_algorithm": "mistnet", "epsilon": "2"}
     assert mistnet_family(WorkerContext.from_env("trainer", env)) == "mistnet"
+
+
+def test_a_missing_dir_dataset_goes_to_the_detection_loader(tmp_path):
+    env = {"JOB_NAME": "j", "TRAIN_DATASET_URL": str(tmp_path / "absent"), "DATASET_FORMAT": "dir",
+           "aggregation_algorithm": "mistnet", "epsilon": "2"}
+    assert mistnet_family(WorkerContext.from_env("trainer", env)) == "mistnet-detect"

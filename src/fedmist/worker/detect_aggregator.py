@@ -47,6 +47,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     from fedmist.worker.detect_cloud_train import DetectionFeatures, evaluate_detection, train_detection_cloud
     from fedmist.worker.detect_extract import detection_feature_shape
 
+    if params.label_epsilon:
+        raise ConfigurationError("label_epsilon is not supported for detection jobs (box classes travel as given)")
     if not ctx.pretrained_model_url:
         raise ConfigurationError("MistNet needs pretrained weights: add spec.pretrainedModel (PRETRAINED_MODEL_URL is empty)")
     try:

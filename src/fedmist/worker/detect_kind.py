@@ -14,8 +14,12 @@ from fedmist.worker.context import WorkerContext
 def _edge_holds_detection_data(ctx: WorkerContext) -> bool:
     from fedmist.data.coco import find_split
 
+    from pathlib import Path
+
     if ctx.dataset_format != "dir" or not ctx.dataset_url:
         return False
+    if not Path(ctx.dataset_url).exists():
+        return True  # the detection loader then names the missing folder
     try:
         find_split(ctx.dataset_url)
     except (OSError, ValueError):
