@@ -39,6 +39,9 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(seed)
     ds = DetectionDataset.open(data, imgsz)
+    if len(ds) < 2 or epochs < 1:
+        raise ValueError(f"pretraining needs at least 2 training images and 1 epoch (got {len(ds)} in {data}, "
+                         f"{epochs} epochs)")
     names = read_class_names(data)
     images, labels = ds.batch(0, len(ds))
     nc = len(names) if names else int(max((int(l[:, 0].max()) for l in labels if len(l)), default=0)) + 1
