@@ -35,7 +35,8 @@ def yolo_tiny(tmp_path_factory) -> dict[str, Path]:
     return {"data": root / "data", "pretrained": root / "pre"}
 
 
-def _job(tmp_path: Path, transmitter: dict | None = None, extra_docs: list | None = None) -> Path:
+def _job(tmp_path: Path, transmitter: dict | None = None, extra_docs: list | None = None,
+         test_dataset: bool = True) -> Path:
     def worker(dataset: str, node: str) -> dict:
         env = [{"name": "aggregation_algorithm", "value": "mistnet"}, {"name": "epsilon", "value": "100"},
                {"name": "epochs", "value": "1"}, {"name": "learning_rate", "value": "0.001"}]
@@ -43,7 +44,7 @@ def _job(tmp_path: Path, transmitter: dict | None = None, extra_docs: list | Non
             {"image": "x", "name": "train-worker", "env": env}]}}}
 
     agg_env = {"cut_layer": "4", "epsilon": "100", "aggregation_algorithm": "mistnet", "batch_size": "16",
-               "epochs": "3", "imgsz": str(IMGSZ), "TEST_DATASET_URL": "/data/val"}
+               "epochs": "3", "imgsz": str(IMGSZ), **({"TEST_DATASET_URL": "/data/val"} if test_dataset else {})}
     docs = [
         {"apiVersion": "sedna.io/v1alpha1", "kind": "Dataset", "metadata": {"name": "coco-1"},
          "spec": {"url": "/data/1/COCO", "format": "dir", "nodeName": "edge1"}},
@@ -108,10 +109,13 @@ def test_detection_job_over_s3_like_the_seed(yolo_tiny, tmp_path, s3_server):  #
                                                                "s3-usehttps": "0"}},
               "stringData": {"ACCESS_KEY_ID": "testing", "SECRET_ACCESS_KEY": "testing"}}
     job = _job(tmp_path, {"ws": {}, "s3": {"aggDataPath": "s3://sedna/fl/aggregation_data",
-                                           "credentialName": "mysecret"}}, [secret])
+                                           "credentialName": "mysecret"}}, [secret], test_dataset=False)
     result, status = _run(job, yolo_tiny, tmp_path)
     assert result.returncode == 0, (status.get("conditions"), result.stderr[-3000:])
+    # like the seed, no TEST_DATASET_URL: the cloud evaluates on the val split beside its public pretraining set
     assert status["phase"] == "Succeeded" and math.isfinite(status["metrics"]["mAP50"])
+    cloud_log = (tmp_path / "run" / "logs" / "cloud.log").read_text()
+    assert "evaluating on the val split of the pretraining set" in cloud_log
     assert "via s3" in (tmp_path / "run" / "logs" / "edge2.log").read_text()
     for name in ("edge1", "edge2"):
         assert 16 * RECORD <= status["workers"][name]["bytes_up"] <= 16 * RECORD + 4000

@@ -65,7 +65,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     edge.eval()
     shape = detection_feature_shape(edge, imgsz)
     epsilon = params.epsilon if params.epsilon is not None else float("inf")
-    val = _validation_set(params.test_dataset_url, imgsz, weights.nc)
+    val_url = params.test_dataset_url or _public_val_beside_pretraining(ctx.pretrained_model_url)
+    val = _validation_set(val_url, imgsz, weights.nc)
 
     transmitter = _s3_ready(ctx)
     batch_size = max(2, params.batch_size or 32)
@@ -116,7 +117,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         metrics.update({"mAP50": history[-1]["test_mAP50"], "mAP50-95": history[-1]["test_mAP50-95"]})
     else:
         metrics.update({"mAP50": None, "mAP50-95": None})
-        log.warning("TEST_DATASET_URL not set: the model is saved without mAP")
+        log.warning("TEST_DATASET_URL not set and the pretraining set has no val split: the model is saved "
+                    "without mAP")
     metrics["model_bytes"] = int(sum(v.numel() * 4 for v in model.state_dict().values() if v.is_floating_point()))
     reporter.update(force=True, stage="saving")
     model_path = _save(ctx, model, weights, cut, imgsz, epsilon, debias, metrics, privacy, history)
@@ -142,6 +144,25 @@ def _chunk(imgsz: int) -> int:
     from fedmist.worker.detect_extract import extract_batch_size
 
     return extract_batch_size(imgsz)
+
+
+def _public_val_beside_pretraining(pretrained: str) -> str | None:
+    """Without TEST_DATASET_URL: the val split beside the cloud's own public training images, i.e. the set
+    ``fedmist pretrain-yolo`` recorded in the pretrained file's metadata, when it has one. Edge data is never
+    used: it stays on the edges."""
+    import json
+
+    from fedmist.data.coco import VAL_SPLITS, find_split
+
+    try:
+        source = json.loads(Path(f"{pretrained}.json").read_text()).get("source")
+        if not source:
+            return None
+        find_split(source, VAL_SPLITS, fallback=False)
+    except (OSError, ValueError, AttributeError):
+        return None
+    log.info("TEST_DATASET_URL not set: evaluating on the val split of the pretraining set %s", source)
+    return str(source)
 
 
 def _validation_set(url: str | None, imgsz: int, nc: int):
