@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--edges", default="", help="images per edge, comma-separated (IID split of train)")
     export.add_argument("--seed", type=int, default=0)
     export.set_defaults(func=cmd_data_export)
+    from fedmist.cli_yolo import add_commands as add_detection_commands
+
+    add_detection_commands(sub, data_sub)
 
     pre = sub.add_parser("pretrain", help="train the full model on the public split; write the pretrained file")
     pre.add_argument("--data", required=True,

@@ -100,12 +100,12 @@ def test_host_paths_mount_only_the_files_own_folder(mnist_objects: list[dict], s
 
 def test_s3_credentials_only_by_secret_key_ref(seed_objects: list[dict]) -> None:
     text = yaml.safe_dump_all(seed_objects)
-    assert "REPLACE-WITH-ACCESS-KEY-ID" not in text and "REPLACE-WITH-SECRET-ACCESS-KEY" not in text
+    assert "fedmist-local" not in text and "fedmist-local-secret" not in text
     for pod in (o for o in seed_objects if o["kind"] == "Pod"):
         env = env_of(pod)
         assert env["ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "mysecret", "key": "ACCESS_KEY_ID"}}
         assert env["SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "mysecret", "key": "SECRET_ACCESS_KEY"}}
-        assert env["S3_ENDPOINT_URL"] == "https://play.min.io" and env["TRANSMITTER"] == "s3"
+        assert env["S3_ENDPOINT_URL"] == "http://127.0.0.1:9000" and env["TRANSMITTER"] == "s3"
         assert env["AGG_DATA_PATH"] == "s3://sedna/fl/aggregation_data"
     edge = by_name(seed_objects, "Pod", "yolo-v5-edge-node-1")
     container = edge["spec"]["containers"][0]

@@ -23,6 +23,8 @@ def _stage_text(report: dict[str, Any]) -> str:
         last = (report.get("history") or [{}])[-1]
         if "test_accuracy" in last:
             text += f"  acc {last['test_accuracy']:.4f}"
+        if "test_mAP50" in last:  # detection: the cloud's training loss and validation mAP of the last epoch
+            text += f"  loss {last.get('loss', float('nan')):.3f}  mAP50 {last['test_mAP50']:.3f}"
         return text
     if stage == "training" and "round" in report:
         return f"round {report['round']}/{report.get('rounds', '?')}"

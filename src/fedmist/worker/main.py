@@ -45,8 +45,19 @@ def _runners() -> dict[tuple[str, str], Callable[[], Runner]]:
 
         return run_rounds_trainer
 
+    def detect_aggregator() -> Runner:
+        from fedmist.worker.detect_aggregator import run_detect_aggregator
+
+        return run_detect_aggregator
+
+    def detect_trainer() -> Runner:
+        from fedmist.worker.detect_trainer import run_detect_trainer
+
+        return run_detect_trainer
+
     return {("aggregator", "mistnet"): mistnet_aggregator, ("trainer", "mistnet"): mistnet_trainer,
-            ("aggregator", "rounds"): rounds_aggregator, ("trainer", "rounds"): rounds_trainer}
+            ("aggregator", "rounds"): rounds_aggregator, ("trainer", "rounds"): rounds_trainer,
+            ("aggregator", "mistnet-detect"): detect_aggregator, ("trainer", "mistnet-detect"): detect_trainer}
 
 
 def family_of(algorithm: str) -> str:
@@ -65,7 +76,12 @@ def run_worker(role: str, args: list[str] | None = None) -> int:
         return 2
     if args:
         log.info("container args %s recorded (fedmist workers take their settings from the env)", args)
-    key = (role, family_of(ctx.params.aggregation_algorithm or ""))
+    family = family_of(ctx.params.aggregation_algorithm or "")
+    if family == "mistnet":  # classification or detection: decided from the model / data the worker holds
+        from fedmist.worker.detect_kind import mistnet_family
+
+        family = mistnet_family(ctx)
+    key = (role, family)
     loader = _runners().get(key)
     if loader is None:
         message = f"no {role} runtime for aggregation_algorithm={ctx.params.aggregation_algorithm!r} yet"

@@ -45,6 +45,9 @@ class TaskMeta(_Meta):
     resume_records: int = Field(default=0, ge=0)
     chunk_records: int = Field(ge=1, le=10**7)
     seed: int = 0
+    # detection (YOLO) jobs: records carry boxes after the bits (fedmist.worker.detect_records)
+    task: Literal["classify", "detect"] = "classify"
+    imgsz: int = Field(default=0, ge=0, le=8192)
 
 
 class RecordsMeta(_Meta):

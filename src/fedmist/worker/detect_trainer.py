@@ -1,0 +1,145 @@
+"""MistNet on the edge for YOLO detection (DESIGN 5.1-5.4): get the edge part of the detector from the
+aggregator, run it once over the local COCO-layout images, binarize + randomized response, and stream packed
+bits with each image's boxes (ws frames or one S3 object), exactly like the classification edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import torch
+
+from fedmist.transport.base import Channel, TransportError
+from fedmist.transport.connect import connect_with_retry
+from fedmist.wire.envelope import Envelope, ProtocolError
+from fedmist.wire.tensors import decode_arrays
+from fedmist.worker import protocol as msg
+from fedmist.worker.context import WorkerContext
+from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.mistnet_trainer import REPLY_TIMEOUT_S, _envelope, _noise_seed
+from fedmist.worker.report import Reporter
+
+log = logging.getLogger("fedmist.trainer")
+
+EDGE_IGNORED = ("epochs", "learning_rate")
+
+
+def run_detect_trainer(ctx: WorkerContext) -> dict[str, Any]:
+    """Upload this edge's detection features; return its figures (samples, bytes, compute seconds)."""
+    from fedmist.models.yolo_env import prepare_ultralytics
+
+    torch.set_num_threads(max(1, ctx.threads))
+    reporter = Reporter(ctx.status_file, ctx.worker, "trainer")
+    reporter.update(force=True, phase="Running", stage="loading", task="detect")
+    ignored = {name: getattr(ctx.params, name) for name in EDGE_IGNORED if getattr(ctx.params, name) is not None}
+    if ignored:
+        note = (f"{', '.join(f'{k}={v}' for k, v in ignored.items())} set on this edge do not apply to MistNet: "
+                f"the edge runs its layers once, the cloud trains (its own epochs/learning_rate)")
+        log.info(note)
+        reporter.update(force=True, note=note)
+    prepare_ultralytics()
+    from fedmist.data.coco import DetectionDataset
+
+    imgsz = ctx.params.imgsz or 640
+    try:
+        data = DetectionDataset.open(ctx.dataset_url, imgsz)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
+    reporter.update(force=True, stage="connecting", samples=len(data))
+    return asyncio.run(_run(ctx, data, reporter))
+
+
+async def _run(ctx: WorkerContext, data, reporter: Reporter) -> dict[str, Any]:
+    url = ctx.aggregator_url()
+    try:
+        channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0, security=ctx.security())
+    except TransportError as exc:
+        raise JobFailure(str(exc)) from None
+    try:
+        await channel.send(_envelope(ctx, msg.HELLO, {
+            "role": "trainer", "token": ctx.token, "num_samples": len(data), "dataset": ctx.dataset_name}))
+        envelope, body = await channel.recv(REPLY_TIMEOUT_S)
+        if envelope.type == msg.ACK:
+            reporter.update(force=True, phase="Succeeded", stage="done", bytes_up=0, compute_s=0.0)
+            return dict(reporter.data)
+        task = msg.parse_meta(envelope, msg.TASK)
+        if task.task != "detect":
+            raise JobFailure(f"the aggregator runs a {task.task} job, but this edge holds a detection dataset")
+        if task.imgsz and task.imgsz != data.imgsz:
+            data.imgsz = task.imgsz
+            log.info("using the aggregator's imgsz %d", task.imgsz)
+        data.nc = task.num_classes
+        edge = _edge_model(task, body)
+        figures = await _upload(ctx, channel, task, edge, data, reporter)
+        reply, _ = await channel.recv(REPLY_TIMEOUT_S)
+        if not msg.parse_meta(reply, msg.ACK).complete:
+            raise JobFailure("the aggregator did not confirm the upload")
+    except (ProtocolError, TransportError) as exc:
+        raise JobFailure(f"aggregator {url}: {exc}") from None
+    except ValueError as exc:  # a bad image or label file found while extracting
+        raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
+    finally:
+        await channel.close()
+    figures.update(bytes_up=channel.bytes_sent + figures.pop("bytes_s3"), bytes_down=channel.bytes_received)
+    reporter.update(force=True, phase="Succeeded", stage="done", **figures)
+    return figures
+
+
+def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
+    """The edge part, built locally from the model yaml and filled with the aggregator's weights."""
+    from fedmist.models.yolo import build_yolo
+    from fedmist.models.yolo_split import split_detection_model
+
+    try:
+        edge, _ = split_detection_model(build_yolo(task.model, task.num_classes), task.cut_layer)
+    except ValueError as exc:
+        raise ProtocolError(f"task names an unusable model: {exc}") from None
+    arrays = decode_arrays(body)
+    expected = set(edge.state_dict())
+    if set(arrays) != expected:
+        raise ProtocolError(f"edge weights hold {sorted(arrays)[:4]}..., expected {sorted(expected)[:4]}...")
+    try:
+        edge.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()})
+    except RuntimeError as exc:
+        raise ProtocolError(f"edge weights do not fit the model: {str(exc).splitlines()[0]}") from None
+    return edge.eval()
+
+
+async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module, data,
+                  reporter: Reporter) -> dict[str, Any]:
+    from fedmist.worker.detect_extract import DetectionRecordStream, detection_feature_shape
+    from fedmist.worker.detect_records import record_feature_bytes
+
+    epsilon = msg.parse_epsilon(task.epsilon)
+    shape = detection_feature_shape(edge, data.imgsz)
+    feature_bytes = record_feature_bytes(shape)
+    record = feature_bytes + 1
+    layout = {"num_samples": len(data), "feature_bytes": feature_bytes, "label_bytes": 1, "feature_shape": list(shape)}
+    stream = DetectionRecordStream(edge, data, epsilon, _noise_seed(ctx), task.chunk_records)
+    reporter.update(force=True, stage="extracting", received=task.resume_records)
+    done: dict[str, Any] = {"num_samples": len(data)}
+    bytes_s3 = 0
+    transmitter = ctx.s3()
+    if transmitter is None:
+        for start, chunk in stream:
+            skip = max(0, min(len(chunk) // record, task.resume_records - start))
+            if skip * record < len(chunk):
+                await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
+                                            size=len(data) * record, offset=(start + skip) * record, meta=layout),
+                                   chunk[skip * record:])
+            reporter.update(stage="uploading", received=start + len(chunk) // record,
+                            compute_s=round(stream.compute_s, 3))
+    else:
+        key = ctx.payload_key(ctx.worker, "records.u8")
+        reporter.update(force=True, stage="uploading", object_key=key)
+        _, bytes_s3 = await asyncio.to_thread(transmitter.upload, key, (chunk for _, chunk in stream))
+        done.update(object_key=key, layout=layout)
+    done.update(sha256=stream.digest.hexdigest(), compute_s=stream.compute_s, bytes_up=channel.bytes_sent)
+    await channel.send(_envelope(ctx, msg.RECORDS_DONE, done))
+    log.info("uploaded %d detection records of %d bytes via %s; edge compute %.3f s (+%.3f s reading images)",
+             len(data), record, ctx.transmitter, stream.compute_s, stream.load_s)
+    return {"samples": len(data), "compute_s": round(stream.compute_s, 3), "load_s": round(stream.load_s, 3),
+            "record_bytes": record, "feature_shape": list(shape), "epsilon": epsilon, "bytes_s3": bytes_s3,
+            "dropped_boxes": stream.dropped_boxes}
