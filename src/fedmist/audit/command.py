@@ -71,7 +71,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from fedmist.cli import _load_job
 
     job = _load_job(args)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     from fedmist.audit.decoder import DecoderConfig
     from fedmist.audit.frontier import choose_epsilon, write_frontier
     from fedmist.audit.job_data import load_audit_data
@@ -91,9 +91,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result["job"] = job.name
     result["choice"] = choose_epsilon(result, ssim_below=args.ssim_below, min_accuracy=args.min_accuracy)
     result["total_wall_s"] = round(time.perf_counter() - started, 1)
+    # CPU seconds say what the run costs on a quiet machine when the wall time was measured on a busy one
+    result["total_cpu_s"] = round(time.process_time() - cpu_started, 1)
     out = Path(args.out) if args.out else Path("runs") / job.name / "audit"
     paths = write_frontier(result, out)
     print((out / "frontier.md").read_text(), end="")
-    print(f"audit of {job.name}: {len(result['rows'])} rows in {result['total_wall_s']:.1f} s; wrote "
+    print(f"audit of {job.name}: {len(result['rows'])} rows in {result['total_wall_s']:.1f} s "
+          f"({result['total_cpu_s']:.1f} CPU s, {args.threads} threads); wrote "
           + ", ".join(str(p) for p in paths.values()))
     return 0

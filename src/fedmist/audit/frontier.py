@@ -50,7 +50,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         p, d, lk = r["privacy"], r["decoder"], r["likelihood"]
         lines.append(
-            f"| {r['series']} | {p['epsilon_per_feature']} | {p['features_per_sample']} | {_num(p['epsilon_per_sample'])} "
+            f"| {r['series']} | {_num(p['epsilon_per_feature'])} | {p['features_per_sample']} | {_num(p['epsilon_per_sample'])} "
             f"| {p['capacity_bits_per_sample']:.1f} | {r['test_accuracy']:.4f} | {d['ssim']:.3f} | {d['psnr']:.2f} "
             f"| {d['recon_accuracy']:.3f} | {lk['ssim']:.3f} | {lk['recon_accuracy']:.3f} "
             f"| {r['label_attack_accuracy']:.3f} | {r['membership_auc']:.3f} |")
@@ -86,7 +86,7 @@ def plot_frontier(result: dict[str, Any], path: Path) -> Path:
             xs, ys = [r[key] for r in rows], [r["test_accuracy"] for r in rows]
             ax.plot(xs, ys, marker="o", label=name)
             for r, x, y in zip(rows, xs, ys):
-                ax.annotate(f"ε={r['epsilon']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                ax.annotate(f"ε={_num(r['epsilon'])}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.axvline(base, linestyle="--", color="grey", linewidth=1)
         ax.text(base, ax.get_ylim()[0], f" {base_name}", fontsize=7, color="grey", va="bottom")
         ax.set_xlabel(label)

@@ -78,13 +78,16 @@ class _Auditor:
         self.utility = UtilityConfig(epochs=config.utility_epochs or data.epochs, batch_size=data.batch_size,
                                      learning_rate=data.learning_rate, debias=data.debias, seed=config.seed)
         self.judge: nn.Module | None = None
+        self.timings: list[dict[str, Any]] = []
         self.attacks: dict[tuple[str, float], dict[str, Any]] = {}
         self.last_decoder: dict[str, Any] = {}  # per series: the decoder of the previous (larger) epsilon
 
     def timed(self, what: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
         out = fn()
-        self.log(f"audit: {what} ({time.perf_counter() - t0:.1f} s)")
+        seconds = time.perf_counter() - t0
+        self.timings.append({"stage": what, "seconds": round(seconds, 2)})
+        self.log(f"audit: {what} ({seconds:.1f} s)")
         return out
 
     # ---- baselines -------------------------------------------------------------------------------------
@@ -193,4 +196,5 @@ def run_audit(data: AuditData, config: AuditConfig, log: Log = print) -> dict[st
         "likelihood_victims": min(config.likelihood_victims, len(auditor.victim_idx)),
         "members": len(auditor.member_idx), "utility_epochs": auditor.utility.epochs,
         "baselines": baselines, "rows": rows, "wall_s": round(time.perf_counter() - started, 1),
+        "timings": auditor.timings,
     }
