@@ -1,7 +1,8 @@
 """The privacy-utility frontier: a markdown table, the JSON behind it, and a PNG plot.
 
-The plot has two panels, the job's test accuracy against (left) the best attack's SSIM and (right) the
-best attack's accuracy (a clean-image classifier on the reconstructions), one curve per series with its
+The plot has three panels, the job's test accuracy against the best attack's SSIM, the best attack's
+accuracy (a clean-image classifier on the reconstructions), and the attacker's accuracy at the victim's
+class once the uploaded label is used too (where label randomized response shows), one curve per series with its
 epsilons written beside the points; dashed lines mark the baselines an attacker gets for free (the mean
 image, chance). :func:`choose_epsilon` applies the issue's target: reconstructions unrecognizable
 (SSIM below a threshold, attack accuracy near chance) while the job keeps its accuracy.
@@ -70,16 +71,18 @@ def _num(x: float | str) -> str:
 
 
 def plot_frontier(result: dict[str, Any], path: Path) -> Path:
-    """Write the two-panel frontier PNG (matplotlib, Agg backend: no display needed)."""
+    """Write the three-panel frontier PNG (matplotlib, Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), sharey=True)
     b = result["baselines"]
     panels = (("attack_ssim", "best attack SSIM (lower = more private)", b["mean_image"]["ssim"], "mean image"),
-              ("attack_accuracy", "classifier accuracy on best reconstructions", b["chance_accuracy"], "chance"))
+              ("attack_accuracy", "classifier accuracy on best reconstructions", b["chance_accuracy"], "chance"),
+              ("label_attack_accuracy", "attacker's accuracy at the class (reconstruction + uploaded label)",
+               b["chance_accuracy"], "chance"))
     for ax, (key, label, base, base_name) in zip(axes, panels):
         for name in dict.fromkeys(r["series"] for r in result["rows"]):
             rows = sorted((r for r in result["rows"] if r["series"] == name), key=lambda r: _eps_sort_key(r["epsilon"]))
