@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--threads", type=int, default=2)
     pre.set_defaults(func=cmd_pretrain)
+    from fedmist.audit.command import add_audit_parser
+
+    add_audit_parser(sub, job_args)
     from fedmist.launch.kube.names import DEFAULT_IMAGE, UID_PLACEHOLDER
 
     render = sub.add_parser("render", help="print the Kubernetes objects (Pods, Service, Secret) of a job as YAML")

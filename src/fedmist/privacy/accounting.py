@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from fedmist.privacy.channel import keep_probability
+from fedmist.privacy.channel import keep_probability, label_keep_probability
 
 
 def binary_entropy(p: float) -> float:
@@ -35,12 +35,27 @@ def parse_epsilon(value: float | int | str) -> float:
     return eps
 
 
-def privacy_report(eps: float, r: int, label_epsilon: float | None = None) -> dict[str, float | int | str | None]:
+def label_capacity(k: int, label_epsilon: float) -> float:
+    """Capacity in bits of the k-ary symmetric channel of label randomized response.
+
+    ``log2 k - H(q, (1-q)/(k-1), ...)`` with keep probability ``q``: ``log2 k`` when labels travel in
+    clear, 0 at ``label_epsilon = 0``.
+    """
+    q = label_keep_probability(k, label_epsilon)
+    other = (1.0 - q) / (k - 1)
+    h = -sum(x * math.log2(x) for x in (q, *([other] * (k - 1))) if x > 0.0)
+    return max(0.0, math.log2(k) - h)
+
+
+def privacy_report(eps: float, r: int, label_epsilon: float | None = None,
+                   num_classes: int = 10) -> dict[str, float | int | str | None]:
     """Per-feature and per-sample privacy figures plus the channel capacity bound.
 
     * ``epsilon_per_sample = r * eps``: basic composition over the r bits one sample sends;
     * ``capacity_bits_per_sample = r * (1 - H2(p))``: Shannon capacity of r binary symmetric channels with
       crossover ``1 - p``, an upper bound on what the cloud can learn per sample, whatever it does.
+    * labels: ``label_epsilon`` (``None`` = labels travel in clear), the k-ary keep probability and
+      ``label_capacity_bits`` (``log2 k`` in clear), for ``num_classes`` = k classes.
     """
     eps = parse_epsilon(eps)
     if int(r) != r or r < 0:
@@ -55,4 +70,7 @@ def privacy_report(eps: float, r: int, label_epsilon: float | None = None) -> di
         "keep_probability": p,
         "capacity_bits_per_sample": r * (1.0 - binary_entropy(p)),
         "label_epsilon": None if label_epsilon is None else _json_number(parse_epsilon(label_epsilon)),
+        "label_keep_probability": 1.0 if label_epsilon is None else label_keep_probability(num_classes, label_epsilon),
+        "label_capacity_bits": math.log2(num_classes) if label_epsilon is None
+        else label_capacity(num_classes, parse_epsilon(label_epsilon)),
     }

@@ -1,0 +1,102 @@
+"""The ``fedmist audit`` subcommand: its arguments and its entry point (torch is imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_EPSILONS = "inf,8,4,2,1,0.5"
+
+
+def parse_epsilon_list(text: str) -> list[float]:
+    """``"inf,8,2"`` -> ``[inf, 8.0, 2.0]``; anything else raises ValueError naming the bad item."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise ValueError(f"--epsilons {text!r}: expected a comma-separated list like {DEFAULT_EPSILONS}")
+    out: list[float] = []
+    for item in items:
+        try:
+            eps = math.inf if item.lower() in ("inf", "infinity") else float(item)
+        except ValueError:
+            raise ValueError(f"--epsilons {text!r}: {item!r} is not a number or 'inf'") from None
+        if math.isnan(eps) or eps <= 0:
+            raise ValueError(f"--epsilons {text!r}: {item!r} must be > 0 or inf")
+        out.append(eps)
+    if len(set(out)) != len(out):
+        raise ValueError(f"--epsilons {text!r}: an epsilon is listed twice")
+    return out
+
+
+def add_audit_parser(sub: argparse._SubParsersAction, job_args) -> None:
+    """Register ``fedmist audit`` on the CLI's subparsers (``job_args`` adds -f/--path-map/--job)."""
+    p = sub.add_parser("audit", help="attack a MistNet job's uploads at several epsilons; write the "
+                                     "privacy-utility frontier (table, JSON, PNG)")
+    job_args(p)
+    p.add_argument("--epsilons", default=DEFAULT_EPSILONS, help=f"per-feature epsilons (default {DEFAULT_EPSILONS})")
+    p.add_argument("--out", help="output folder (default runs/<job>/audit)")
+    p.add_argument("--public", help="the attacker's auxiliary data, an IDX folder (default: <edge data>/../public)")
+    p.add_argument("--victims", type=int, default=1000, help="edge images attacked by the decoder")
+    p.add_argument("--likelihood-victims", type=int, default=200, help="edge images attacked by likelihood ascent")
+    p.add_argument("--members", type=int, default=2000, help="members and non-members for membership inference")
+    p.add_argument("--decoder-epochs", type=int, default=2,
+                   help="decoder epochs at the largest epsilon; each smaller one fine-tunes the last for 1")
+    p.add_argument("--likelihood-steps", type=int, default=150)
+    p.add_argument("--judge-epochs", type=int, default=3)
+    p.add_argument("--utility-epochs", type=int, default=None,
+                   help="cloud training epochs for the job's accuracy (default: the job's epochs)")
+    p.add_argument("--narrow", type=int, default=0, metavar="C",
+                   help="also audit a narrower cut: a 1x1 bottleneck to C channels trained on public data")
+    p.add_argument("--label-epsilon", default=None,
+                   help="also audit k-ary randomized response on labels at this epsilon (default: the job's)")
+    p.add_argument("--ssim-below", type=float, default=0.3, help="'unrecognizable' threshold for the verdict")
+    p.add_argument("--min-accuracy", type=float, default=0.85, help="accuracy the job must keep in the verdict")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see cli._quiet_openmp
+    epsilons = parse_epsilon_list(args.epsilons)
+    label_eps = parse_epsilon_list(args.label_epsilon)[0] if args.label_epsilon else None
+    for name in ("victims", "likelihood_victims", "members", "decoder_epochs", "likelihood_steps", "judge_epochs",
+                 "threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    from fedmist.cli import _load_job
+
+    job = _load_job(args)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    from fedmist.audit.decoder import DecoderConfig
+    from fedmist.audit.frontier import choose_epsilon, write_frontier
+    from fedmist.audit.job_data import load_audit_data
+    from fedmist.audit.likelihood import LikelihoodConfig
+    from fedmist.audit.runner import AuditConfig, run_audit
+
+    data = load_audit_data(job, args.public)
+    if label_eps is None:
+        label_eps = data.label_epsilon
+    config = AuditConfig(
+        epsilons=epsilons, victims=args.victims, likelihood_victims=args.likelihood_victims, members=args.members,
+        decoder=DecoderConfig(epochs=args.decoder_epochs, seed=args.seed),
+        likelihood=LikelihoodConfig(steps=args.likelihood_steps), judge_epochs=args.judge_epochs,
+        utility_epochs=args.utility_epochs, narrow_channels=args.narrow, label_epsilon=label_eps,
+        threads=args.threads, seed=args.seed)
+    result = run_audit(data, config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    result["job"] = job.name
+    result["choice"] = choose_epsilon(result, ssim_below=args.ssim_below, min_accuracy=args.min_accuracy)
+    result["total_wall_s"] = round(time.perf_counter() - started, 1)
+    # CPU seconds say what the run costs on a quiet machine when the wall time was measured on a busy one
+    result["total_cpu_s"] = round(time.process_time() - cpu_started, 1)
+    out = Path(args.out) if args.out else Path("runs") / job.name / "audit"
+    paths = write_frontier(result, out)
+    print((out / "frontier.md").read_text(), end="")
+    print(f"audit of {job.name}: {len(result['rows'])} rows in {result['total_wall_s']:.1f} s "
+          f"({result['total_cpu_s']:.1f} CPU s, {args.threads} threads); wrote "
+          + ", ".join(str(p) for p in paths.values()))
+    return 0
