@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from e2e_helpers import FMNIST, fedmist
@@ -209,3 +211,17 @@ def test_the_restart_limit_fails_the_job_with_a_clear_condition(three_edges, tmp
     assert condition["message"].endswith("; gave up after 1 restarts (--max-restarts 1)")
     assert status["aggregator"]["restarts"] == 1
     assert "reason: worker cloud (aggregator)" in run.stderr
+
+
+def test_sigterm_to_the_launcher_stops_every_worker_it_started(small_fmnist, tmp_path):
+    run = JobRun(_mistnet_job(tmp_path, small_fmnist, "term", epochs=20), tmp_path / "term")
+    run.wait_until(lambda: run.status().get("progress", {}).get("stage") == "training", "cloud training")
+    status = run.status()
+    pids = [int(status["aggregator"]["pid"])] + [int(w["pid"]) for w in status["workers"].values() if w.get("pid")]
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish() == 1
+    final = run.status()
+    assert final["phase"] == "Failed"
+    assert final["conditions"][-1]["reason"] == "Terminated"
+    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"worker processes outlived the launcher: {alive}"

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,22 @@ def _port_override(name: str) -> int | None:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"{name} must be a TCP port number, got {raw!r}")
     return int(raw)
+
+
+class _Terminated(Exception):
+    """Raised in the launcher's main loop by SIGTERM, so its ``finally`` stops the workers it started."""
+
+
+def _raise_on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`_Terminated` while a job runs (Python's default would exit at once and leave
+    the worker processes running). Only the main thread may set handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -124,6 +141,7 @@ class LocalJob:
             if self.options.tls else None
         view = ProgressView(self.job.name, enabled=self.options.progress)
         deadline = time.monotonic() + self.options.timeout_s
+        previous_handler = _raise_on_sigterm()
         try:
             self._start_all()
             self.status.transition(RUNNING, "WorkersStarted", f"{len(self.workers)} worker processes started")
@@ -141,10 +159,14 @@ class LocalJob:
                 view.update(self.processes, self.reports)
         except KeyboardInterrupt:
             self.status.transition(FAILED, "Interrupted", "interrupted by the user")
+        except _Terminated:
+            self.status.transition(FAILED, "Terminated", "the launcher received SIGTERM; workers were stopped")
         finally:
             self._stop_all()
             self._poll()
             self._write_status()
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
         view.summary(self.status.phase, self._status_dict(), self.workdir)
         if self.status.phase == SUCCEEDED:
             return 0
