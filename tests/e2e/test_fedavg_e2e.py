@@ -100,7 +100,7 @@ def test_fedavg_job_succeeds_with_history_model_and_lean_wire(fedavg_data, tmp_p
 def test_sigkilled_trainer_is_counted_lost_and_the_quorum_finishes(fedavg_data, tmp_path, max_restarts):
     """Without restarts the quorum finishes the job; with one, the launcher restarts the worker and it rejoins."""
     rounds = 10 if max_restarts else 5  # leave the restarted process (1 s backoff + start-up) rounds to rejoin
-    job = _job_yaml(tmp_path, exit_round=str(rounds), min_clients="1", round_timeout="5")
+    job = _job_yaml(tmp_path, exit_round=str(rounds), min_clients="1", round_timeout="15")
     command = _command(job, fedavg_data, tmp_path) + ["--max-restarts", str(max_restarts)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
