@@ -12,6 +12,13 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from fedmist.wire.envelope import Envelope, MacMismatch, ProtocolError
+
+if TYPE_CHECKING:
+    from fedmist.transport.base import Channel
+
 
 def derive_mac_key(token: str) -> bytes:
     """A key for frame MACs, derived from the job token so the token itself never keys two purposes."""
@@ -51,3 +58,27 @@ class Security:
             client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
             client.minimum_version = ssl.TLSVersion.TLSv1_2
         return cls(token=token, server_ssl=server, client_ssl=client)
+
+
+def explain_first_frame(exc: MacMismatch, token: str) -> ProtocolError:
+    """Why a connection's first frame failed its MAC, for the log and the error reply.
+
+    The MAC key derives from the token, so a worker holding the wrong token fails the MAC before its HELLO
+    is read. Its HELLO (unverified) still carries the token it holds: when that differs from the job's, say
+    "wrong token"; when it matches, the frame itself was altered on the way (or relayed from elsewhere).
+    """
+    claimed = exc.claimed
+    meta = claimed.get("meta") if isinstance(claimed.get("meta"), dict) else {}
+    presented = meta.get("token") if claimed.get("type") == "hello" else None
+    if isinstance(presented, str) and not hmac.compare_digest(presented.encode(), token.encode()):
+        return ProtocolError(f"worker {str(claimed.get('worker', '?'))[:80]!r} presented a wrong token")
+    return exc
+
+
+async def recv_first(channel: "Channel", timeout: float, token: str) -> tuple[Envelope, memoryview]:
+    """A server's first receive on a new connection: a MAC failure there is explained (wrong token or
+    altered frame) instead of reported as a bare MAC mismatch."""
+    try:
+        return await channel.recv(timeout)
+    except MacMismatch as exc:
+        raise explain_first_frame(exc, token) from None

@@ -110,7 +110,9 @@ async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0,
             **extra,
         )
     except ssl.SSLCertVerificationError as exc:
-        raise AuthenticationError(f"cannot verify the server at {url}: {exc.verify_message or exc}") from None
+        raise AuthenticationError(f"cannot verify the server at {url}: certificate verify failed: "
+                                  f"{exc.verify_message or exc} (the CA this worker trusts did not sign the "
+                                  "aggregator's certificate)") from None
     except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
         raise TransportError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}") from None
     return WsChannel(conn, url, limits, security.mac_key)

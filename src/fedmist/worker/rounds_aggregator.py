@@ -124,10 +124,12 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
     server = RoundServer(job=ctx.job, token=ctx.token, participants=ctx.participants, strategy=job.strategy,
                          idle_timeout=max(600.0, 4 * job.round_timeout) * job.rounds,
                          payload_timeout=job.round_timeout,
-                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES)
+                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx))
     server.on_change = lambda: job.status(server)
-    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, server.limits, ctx.security())
-    log.info("aggregator listening on %s:%d for %d trainers", ctx.bind_host, ctx.agg_bind_port, ctx.participants)
+    security = ctx.security()
+    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, server.limits, security)
+    log.info("aggregator listening on %s://%s:%d for %d trainers (weights via %s)", security.scheme, ctx.bind_host,
+             ctx.agg_bind_port, ctx.participants, ctx.transmitter)
     try:
         metrics = await _run_rounds(job, server)
         await server.stop_all("job finished")
@@ -138,6 +140,35 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
     finally:
         ws_server.close()
         await ws_server.wait_closed()
+        await _cleanup(server, ctx)
+
+
+def _carrier(ctx: WorkerContext):
+    """The job's weights carrier; for S3 the bucket is created first (a failure is a one-line job failure)."""
+    from fedmist.transport.base import TransportError
+
+    carrier = ctx.carrier()
+    try:
+        if ctx.transmitter == "s3":
+            carrier.transmitter.ensure_bucket()
+    except TransportError as exc:
+        raise JobFailure(str(exc)) from None
+    return carrier
+
+
+async def _cleanup(server: RoundServer, ctx: WorkerContext) -> None:
+    """Remove the job's weight objects from S3 (unless ``keep_payloads``), succeeded or not."""
+    if ctx.params.keep_payloads:
+        return
+    from fedmist.transport.base import TransportError
+
+    try:
+        removed = await server.carrier.cleanup()
+    except TransportError as exc:
+        log.warning("could not remove the job's payload objects: %s", exc)
+        return
+    if removed:
+        log.info("removed %d payload objects of job %s from S3 (keep_payloads=false)", removed, ctx.job)
 
 
 async def _run_rounds(job: RoundsJob, server: RoundServer) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedmist.transport.security import recv_first
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
@@ -121,7 +122,7 @@ class UploadServer:
             await channel.close()
             return
         try:
-            hello_env, _ = await channel.recv(self.plan.hello_timeout)
+            hello_env, _ = await recv_first(channel, self.plan.hello_timeout, self.plan.token)
             hello = msg.parse_meta(hello_env, msg.HELLO)
             name = self._admit(hello_env, hello, channel.peer)
             try:
