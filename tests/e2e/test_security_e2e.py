@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from e2e_helpers import REPO
 from fedmist.transport import ws
-from fedmist.transport.base import AuthenticationError
+from fedmist.transport.base import AuthenticationError, TransportError
 from fedmist.transport.security import Security, derive_mac_key
 from fedmist.wire.envelope import Envelope, encode
 from test_fedavg_e2e import _command, _job_yaml, _status, fedavg_data  # noqa: F401 (fixture)
@@ -153,6 +153,11 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):  # noqa
         reason, _ = asyncio.run(_hello_and_reply(url, trusting, relay))
         assert reason == tampered
 
+        # (v) a client speaking plain ws to the wss port gets no websocket at all
+        with pytest.raises(TransportError) as plain:
+            asyncio.run(ws.connect(f"ws://127.0.0.1:{port}", security=Security(TOKEN), timeout=10))
+        assert str(plain.value) == f"cannot connect to ws://127.0.0.1:{port}: did not receive a valid HTTP response"
+
         _, stderr = proc.communicate(timeout=150)
     finally:
         if proc.poll() is None:
@@ -169,5 +174,8 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):  # noqa
     log = agg_log.read_text()
     assert wrong_token_line in log
     assert f"rejected {tampered_address} (worker ?): {tampered}" in log
+    # (ii) never reaches the aggregator's code: the client hangs up inside the TLS handshake; (v) does
+    assert "TLS handshake with a client failed: HTTP_REQUEST (the client spoke plain ws to the wss port)" in log
+    assert sorted(re.findall(r"worker (\S+) connected from", log)) == ["edge1", "edge2"]
     # the launcher used the Secret's certificate, not a per-job CA
     assert (tmp_path / "run" / "tls" / "ca.crt").read_text() == pki["ca.crt"]

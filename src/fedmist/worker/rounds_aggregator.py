@@ -21,13 +21,13 @@ import torch
 from fedmist.atomic import write_json_atomic
 from fedmist.data.loaders import load_dataset
 from fedmist.models.registry import build_model
-from fedmist.models.weights import load_weights, save_weights
+from fedmist.models.weights import load_weights, save_weights, share_numpy_state
 from fedmist.strategy import Strategy, build_strategy
 from fedmist.transport import ws
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
-from fedmist.worker.local_train import as_tensors, evaluate, format_for_url, load_numpy_state, state_to_numpy
+from fedmist.worker.local_train import as_tensors, evaluate, format_for_url
 from fedmist.worker.report import Reporter
 from fedmist.worker.rounds_server import OpenRound, RoundServer
 from fedmist.worker.weights_codec import decode_weights, encode_weights, raw_parameter_bytes
@@ -60,13 +60,16 @@ class RoundsJob:
         except ValueError as exc:
             raise ConfigurationError(f"aggregation_algorithm={params.aggregation_algorithm}: {exc}") from None
         self.test = self._load_test_set(params.test_dataset_url)
-        self.global_bytes = encode_weights(state_to_numpy(self.model))
+        # the global model is held once: as the payload buffer, which the torch model's tensors then point into
+        self.global_bytes = encode_weights({k: v.detach().numpy() for k, v in self.model.state_dict().items()})
+        self.load_global()
         self.model_bytes = raw_parameter_bytes(decode_weights(self.global_bytes))
 
     def _init_weights(self) -> None:
         url = self.ctx.pretrained_model_url
         if not url:
             torch.manual_seed(self.ctx.params.seed or 0)
+            del self.model  # not two models at once: the seeded one replaces it
             self.model = build_model(self.model_name, num_classes=NUM_CLASSES)
             return
         try:
@@ -92,8 +95,8 @@ class RoundsJob:
                            rounds=self.rounds)
 
     def load_global(self) -> None:
-        """Copy the current global weights into the torch model (for the test and for saving)."""
-        load_numpy_state(self.model, decode_weights(self.global_bytes, check_finite=False))
+        """Point the torch model (for the test and for saving) at the current global weights; no copy."""
+        share_numpy_state(self.model, decode_weights(self.global_bytes, check_finite=False, writable=True))
 
     def evaluate_global(self) -> dict[str, float]:
         """Test the weights last loaded by :meth:`load_global` (runs in a worker thread)."""
@@ -213,9 +216,10 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
     job.status(server, force=True, stage="training", round=number)
     await server.send_fit(rnd, job.fit_meta(dict(instructions.config)), job.global_bytes)
     late = await close_round(rnd, job.round_timeout, job.min_clients)
-    new_weights = job.strategy.finish_round()
-    job.global_bytes = encode_weights(new_weights)
-    del new_weights, global_weights
+    new_weights = dict(job.strategy.finish_round())  # our own mapping: encoding empties it
+    del global_weights  # the old global stays alive only as the model the previous round's test still reads
+    job.global_bytes = encode_weights(new_weights, consume=True)  # frees the aggregate tensor by tensor
+    del new_weights
     lost = sorted(set(server.take_departures()) | rnd.lost)
     return {"round": number, "participants": len(rnd.accepted), "selected": len(rnd.selected), "late": len(late),
             "lost": len(lost), "lost_workers": lost, "rejected": sorted(rnd.rejected),
