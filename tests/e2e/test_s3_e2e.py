@@ -73,15 +73,3 @@ def test_fedavg_over_s3_moves_weights_as_objects_and_cleans_up(fedavg_data, tmp_
     log = (tmp_path / "run" / "logs" / "cloud.log").read_text()
     assert "removed 9 payload objects of job mnist-fedavg from S3" in log  # 3 global models + 2 x 3 updates
     assert _bucket_keys(s3_server) == []
-
-
-def test_fedavg_over_s3_keeps_payloads_when_asked(fedavg_data, tmp_path, s3_server):
-    job_path = _fedavg_job_yaml(tmp_path, exit_round="1", keep_payloads="true")
-    use_s3(job_path, s3_server)
-    result = subprocess.run(_command(job_path, fedavg_data, tmp_path), capture_output=True, text=True,
-                            timeout=150, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-2000:]
-    prefix = "fl/aggregation_data/mnist-fedavg"
-    assert sorted(_bucket_keys(s3_server)) == [f"{prefix}/aggregator/round-1.safetensors",
-                                               f"{prefix}/edge1/round-1.safetensors",
-                                               f"{prefix}/edge2/round-1.safetensors"]

@@ -179,3 +179,13 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):  # noqa
     assert sorted(re.findall(r"worker (\S+) connected from", log)) == ["edge1", "edge2"]
     # the launcher used the Secret's certificate, not a per-job CA
     assert (tmp_path / "run" / "tls" / "ca.crt").read_text() == pki["ca.crt"]
+
+
+def test_a_tls_secret_whose_key_does_not_match_is_a_one_line_error(fedavg_data, tmp_path):  # noqa: F811
+    pki, other = _user_pki("Example Edge Ops Root CA"), _user_pki("Someone Else's CA")
+    job = _secure_job(tmp_path, {**pki, "tls.key": other["tls.key"]})
+    result = subprocess.run(_command(job, fedavg_data, tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {job}: Secret of spec.transmitter.ws.credentialName: tls.crt/tls.key "
+                                    "do not load as a certificate and its key: KEY_VALUES_MISMATCH")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "logs" / "cloud.log").exists()

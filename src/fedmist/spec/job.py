@@ -59,6 +59,7 @@ class ChannelSecret:
     key_pem: str = ""
     ca_pem: str = ""
     token: str = ""
+    name: str = ""  # the Secret's name (a cluster mounts it by name)
 
     @property
     def has_tls(self) -> bool:
@@ -231,7 +232,7 @@ def _channel_secret(refs: "_References", name: str) -> ChannelSecret:
         raise ManifestError(refs.source_of_secret(name), "Secret", name, "data",
                             f"names neither TLS keys ({', '.join(TLS_KEYS)}) nor a {TOKEN_KEY!r}")
     return ChannelSecret(values.get("tls.crt", ""), values.get("tls.key", ""), values.get("ca.crt", ""),
-                         values.get(TOKEN_KEY, ""))
+                         values.get(TOKEN_KEY, ""), name)
 
 
 def _select_job(bundle: Bundle, job_name: str | None) -> FederatedLearningJob:
