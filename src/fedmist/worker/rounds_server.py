@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedmist.strategy import FitResult, Strategy
-from fedmist.transport.security import recv_first
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.carrier import Carrier, WsCarrier
 from fedmist.transport.payload import drain_payload
+from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.weights_codec import decode_weights

@@ -131,6 +131,10 @@ class RoundsTrainer:
             envelope, _ = watch.result()
             if envelope.type == msg.STOP:
                 raise Stopped(msg.parse_meta(envelope, msg.STOP).reason)
+            if envelope.type == msg.FIT and envelope.round > number:
+                # this trainer was too slow: the aggregator closed round `number` without it and moved on
+                log.warning("round %d abandoned: the aggregator started round %d", number, envelope.round)
+                return watch
             raise ProtocolError(f"'{envelope.type}' arrived while round {number} was training")
         result = train.result()
         self.compute_s += result.compute_s

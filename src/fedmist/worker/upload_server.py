@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedmist.transport.security import recv_first
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
+from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.feature_store import WorkerStore, read_manifest
