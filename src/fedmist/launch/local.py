@@ -249,6 +249,13 @@ class LocalJob:
     def _stop_all(self) -> None:
         """SIGTERM every still-running process we started, then SIGKILL after a grace period."""
         self._restart_at.clear()
+        if self.status.phase == SUCCEEDED:  # trainers got STOP from the aggregator: let them exit on their own
+            end = time.monotonic() + GRACE_S
+            for proc in self._popen.values():
+                try:
+                    proc.wait(max(0.0, end - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    break
         running = {n: p for n, p in self._popen.items() if p.poll() is None}
         for name, proc in running.items():
             self.processes[name].stopped = True
