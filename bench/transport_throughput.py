@@ -1,11 +1,13 @@
 """Benchmark: moving one large tensor payload over loopback, fedmist's framing vs a raw TCP copy, same run.
 
-    .venv/bin/python bench/transport_throughput.py [--mb 256] [--s3]
+    .venv/bin/python bench/transport_throughput.py [--mb 256] [--s3] [--repeat 3]
 
 Variants (receiver in its own process, sender here; MB/s = payload MB / seconds from first byte sent to the
-receiver's confirmation):
+receiver's confirmation; CPU s = user+system seconds each side spent on the transfer, which is what a shared,
+loaded machine distorts least):
 - raw TCP: socket.sendall of the bytes in 4 MiB pieces, receiver reads into one buffer (the peer/ceiling);
-- ws: fedmist frames over websockets (per-chunk SHA-256, HMAC, validation on receipt), 4 MiB chunks;
+- ws: fedmist's own payload path (``send_payload``/``recv_payload``: per-chunk SHA-256, HMAC, validation,
+  assembly into one buffer) over websockets, in fedmist's default chunks;
 - wss: the same over TLS with a per-job CA;
 - S3 (with --s3): multipart upload and streamed download through boto3 to moto's standalone server.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -24,6 +27,11 @@ from pathlib import Path
 
 CHUNK = 4 * 1024 * 1024
 TOKEN = "bench-token"
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def free_port() -> int:
@@ -37,6 +45,7 @@ def receive_raw(port: int, total: int) -> None:
     with socket.create_server(("127.0.0.1", port)) as server:
         print("ready", flush=True)
         conn, _ = server.accept()
+        started = cpu_s()
         buffer = bytearray(total)
         view = memoryview(buffer)
         got = 0
@@ -47,25 +56,27 @@ def receive_raw(port: int, total: int) -> None:
             got += n
         conn.sendall(b"k")
         conn.close()
+        print(f"cpu {cpu_s() - started:.3f}", flush=True)
 
 
 def receive_ws(port: int, total: int, tls_dir: str) -> None:
     from fedmist.transport import ws
+    from fedmist.transport.payload import recv_payload
     from fedmist.transport.security import Security
     from fedmist.wire.envelope import Envelope, Limits
 
     security = Security.from_files(TOKEN, cert=f"{tls_dir}/tls.crt", key=f"{tls_dir}/tls.key") if tls_dir \
         else Security(token=TOKEN)
-    buffer = bytearray(total)
     done = asyncio.Event()
+    spent = [0.0]
 
     async def handler(channel) -> None:
-        got = 0
-        while got < total:
-            envelope, body = await channel.recv(60)
-            buffer[envelope.offset:envelope.offset + len(body)] = body
-            got += len(body)
+        first, body = await channel.recv(60)
+        started = cpu_s()
+        _, buffer = await recv_payload(channel, first, body, 120, total)
+        assert len(buffer) == total
         await channel.send(Envelope(type="ack", job="bench", worker="receiver"))
+        spent[0] = cpu_s() - started
         done.set()
 
     async def main() -> None:
@@ -76,6 +87,7 @@ def receive_ws(port: int, total: int, tls_dir: str) -> None:
         server.close()
 
     asyncio.run(main())
+    print(f"cpu {spent[0]:.3f}", flush=True)
 
 
 # --- senders -------------------------------------------------------------------------------------------------
@@ -85,22 +97,31 @@ def start_receiver(*args: str) -> subprocess.Popen:
     return proc
 
 
-def send_raw(payload: bytes) -> float:
+def receiver_cpu(proc: subprocess.Popen) -> float:
+    """The receiver's CPU seconds on the transfer (it prints them when done)."""
+    line = proc.stdout.readline().strip()
+    proc.wait(30)
+    return float(line.split()[1])
+
+
+def send_raw(payload: bytes) -> tuple[float, float, float]:
+    """(seconds, sender CPU s, receiver CPU s)"""
     port = free_port()
     proc = start_receiver("raw", str(port), str(len(payload)))
+    cpu = cpu_s()
     started = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port)) as sock:
         view = memoryview(payload)
         for offset in range(0, len(payload), CHUNK):
             sock.sendall(view[offset:offset + CHUNK])
         assert sock.recv(1) == b"k"
-    elapsed = time.perf_counter() - started
-    proc.wait(30)
-    return elapsed
+    elapsed, cpu = time.perf_counter() - started, cpu_s() - cpu
+    return elapsed, cpu, receiver_cpu(proc)
 
 
-def send_ws(payload: bytes, tls_dir: str) -> float:
+def send_ws(payload: bytes, tls_dir: str) -> tuple[float, float, float]:
     from fedmist.transport import ws
+    from fedmist.transport.payload import send_payload
     from fedmist.transport.security import Security
     from fedmist.wire.envelope import Envelope
 
@@ -109,21 +130,19 @@ def send_ws(payload: bytes, tls_dir: str) -> float:
     security = Security.from_files(TOKEN, ca=f"{tls_dir}/ca.crt") if tls_dir else Security(token=TOKEN)
     scheme = "wss" if tls_dir else "ws"
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         channel = await ws.connect(f"{scheme}://127.0.0.1:{port}", security=security)
-        view = memoryview(payload)
+        cpu = cpu_s()
         started = time.perf_counter()
-        for offset in range(0, len(payload), CHUNK):
-            await channel.send(Envelope(type="weights", job="bench", worker="sender", kind="safetensors",
-                                        size=len(payload), offset=offset), view[offset:offset + CHUNK])
+        await send_payload(channel, Envelope(type="weights", job="bench", worker="sender", kind="safetensors"),
+                           payload)
         await channel.recv(60)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_s() - cpu
         await channel.close()
-        return elapsed
+        return elapsed, cpu
 
-    elapsed = asyncio.run(main())
-    proc.wait(30)
-    return elapsed
+    elapsed, cpu = asyncio.run(main())
+    return elapsed, cpu, receiver_cpu(proc)
 
 
 def s3_round_trip(payload: bytes) -> tuple[float, float]:
@@ -168,20 +187,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--s3", action="store_true", help="also measure S3 upload/download against moto")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each variant (interleaved); one row each")
     args = parser.parse_args()
     payload = os.urandom(args.mb * 1024 * 1024)
     mb = len(payload) / 1e6
+    from fedmist.transport.payload import DEFAULT_CHUNK_BYTES
     from fedmist.transport.tls import make_job_pki
 
+    print(f"ws chunks: {DEFAULT_CHUNK_BYTES // 1024} KiB; load average {os.getloadavg()[0]:.1f} at start")
+    print(f"| run | transport | {args.mb} MiB payload seconds | MB/s | vs raw TCP | sender CPU s | receiver CPU s |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         make_job_pki(Path(tmp), "bench", ["127.0.0.1"])
-        raw = send_raw(payload)
-        plain = send_ws(payload, "")
-        tls = send_ws(payload, tmp)
-    print(f"| transport | {args.mb} MiB payload seconds | MB/s | vs raw TCP |")
-    print("|---|---|---|---|")
-    for name, seconds in (("raw TCP (peer)", raw), ("fedmist ws", plain), ("fedmist wss", tls)):
-        print(f"| {name} | {seconds:.2f} | {mb / seconds:.0f} | {raw / seconds:.2f}x |")
+        for run in range(1, args.repeat + 1):
+            raw = send_raw(payload)
+            rows = (("raw TCP (peer)", raw), ("fedmist ws", send_ws(payload, "")), ("fedmist wss", send_ws(payload, tmp)))
+            for name, (seconds, sender, receiver) in rows:
+                print(f"| {run} | {name} | {seconds:.2f} | {mb / seconds:.0f} | {raw[0] / seconds:.2f}x | "
+                      f"{sender:.2f} | {receiver:.2f} |", flush=True)
     if args.s3:
         up, down = s3_round_trip(payload)
         print(f"| S3 upload (moto, boto3 multipart) | {up:.2f} | {mb / up:.0f} | - |")

@@ -42,8 +42,8 @@ def _fit(meta: dict | None = None) -> Envelope:
     return Envelope(type="fit", job="j", worker="w", round=3, kind="raw", meta=meta or {"config": {"x": 1}})
 
 
-def test_large_payload_travels_in_4mib_chunks_and_reassembles_exactly() -> None:
-    data = np.random.default_rng(0).integers(0, 256, size=9 * 1024 * 1024 + 123, dtype=np.uint8).tobytes()
+def test_large_payload_travels_in_1mib_chunks_and_reassembles_exactly() -> None:
+    data = np.random.default_rng(0).integers(0, 256, size=2 * 1024 * 1024 + 123, dtype=np.uint8).tobytes()
 
     async def scenario() -> tuple[list[Envelope], Envelope, bytearray]:
         channel = QueueChannel()
@@ -53,7 +53,7 @@ def test_large_payload_travels_in_4mib_chunks_and_reassembles_exactly() -> None:
         return frames, *(await recv_payload(channel, first, body, timeout=5, limit=len(data)))
 
     frames, first, payload = asyncio.run(scenario())
-    assert [f.offset for f in frames] == [0, 4 * 1024 * 1024, 8 * 1024 * 1024]
+    assert [f.offset for f in frames] == [0, 1024 * 1024, 2 * 1024 * 1024]
     assert {f.size for f in frames} == {len(data)}
     assert frames[0].meta == {"config": {"x": 1}} and frames[1].meta == {} and frames[2].meta == {}
     assert all(len(f.sha256) == 64 for f in frames) and len({f.sha256 for f in frames}) == 3

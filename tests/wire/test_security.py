@@ -68,3 +68,32 @@ def test_wss_with_the_job_ca_works_and_a_wrong_ca_is_refused(tmp_path):
 def test_missing_tls_file_is_named():
     with pytest.raises(FileNotFoundError, match="TLS file not found: /nope/ca.crt"):
         Security.from_files("tok", ca="/nope/ca.crt")
+
+
+def test_a_first_frame_failing_its_mac_is_explained_as_wrong_token_or_altered() -> None:
+    from fedmist.transport.security import explain_first_frame
+    from fedmist.wire.envelope import MacMismatch
+
+    def hello(token: str, key: bytes) -> bytes:
+        return encode(Envelope(type="hello", job="j", worker="edge\n9", meta={"role": "trainer", "token": token,
+                                                                               "num_samples": 5}), mac_key=key)
+
+    with pytest.raises(MacMismatch) as wrong:
+        decode(hello("other", derive_mac_key("other")), mac_key=KEY)
+    assert str(explain_first_frame(wrong.value, "job-token")) == "worker 'edge\\n9' presented a wrong token"
+    altered = hello("job-token", KEY).replace(b'"num_samples":5', b'"num_samples":6')
+    with pytest.raises(MacMismatch) as changed:
+        decode(altered, mac_key=KEY)
+    assert str(explain_first_frame(changed.value, "job-token")) == (
+        "frame MAC mismatch ('hello' claiming worker 'edge\\n9'): altered in transit or sent with another job key")
+
+
+def test_tls_secret_files_must_load(tmp_path) -> None:
+    from fedmist.transport.tls import write_tls_files
+
+    job = make_job_pki(tmp_path / "job", "job", ["127.0.0.1"])
+    other = make_job_pki(tmp_path / "other", "other", ["127.0.0.1"])
+    files = write_tls_files(tmp_path / "ok", job.cert.read_text(), job.key.read_text(), job.ca.read_text())
+    assert files.key.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="tls.crt/tls.key do not load as a certificate and its key"):
+        write_tls_files(tmp_path / "bad", job.cert.read_text(), other.key.read_text(), job.ca.read_text())

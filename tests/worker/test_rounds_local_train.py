@@ -117,3 +117,33 @@ def test_every_strategy_aggregates_the_read_only_views_the_engine_hands_it(name:
         strategy.accumulate(FitResult(f"edge{i}", update, num_samples=10 + i))
     out = strategy.finish_round()
     assert out["w"].shape == (3,) and np.isfinite(out["w"]).all() and out["w"].dtype == np.float32
+
+
+def test_weights_encoder_writes_standard_safetensors_and_consumes_its_input() -> None:
+    from safetensors.numpy import load
+
+    weights = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "n": np.array([7], np.int64),
+               "h": np.ones(5, np.float16), "mask": np.array([True, False]), "empty": np.zeros((0, 2), np.float32)}
+    owned = dict(weights)
+    buffer = encode_weights(owned, consume=True)
+    assert owned == {}  # freed entry by entry while encoding
+    assert isinstance(buffer, bytearray) and int.from_bytes(buffer[:8], "little") % 8 == 0
+    for decoded in (load(bytes(buffer)), decode_weights(buffer)):  # the reference reader and ours agree
+        assert set(decoded) == set(weights)
+        for key, value in weights.items():
+            assert decoded[key].dtype == value.dtype and np.array_equal(decoded[key], value), key
+
+
+def test_aggregator_model_shares_the_global_buffer() -> None:
+    from fedmist.models.lenet import lenet5
+    from fedmist.models.weights import share_numpy_state
+
+    model = lenet5(num_classes=10)
+    buffer = encode_weights({k: v.detach().numpy() for k, v in model.state_dict().items()})
+    share_numpy_state(model, decode_weights(buffer, writable=True))
+    first = next(iter(model.parameters()))
+    views = decode_weights(buffer)
+    name = next(iter(model.state_dict()))
+    assert np.shares_memory(first.detach().numpy(), views[name])  # no second copy of the model
+    with pytest.raises(ValueError, match="missing"):
+        share_numpy_state(model, {})

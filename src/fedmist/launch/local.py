@@ -29,7 +29,7 @@ from fedmist.launch.progress import ProgressView
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.params import PARSERS
-from fedmist.transport.tls import TlsFiles, make_job_pki
+from fedmist.transport.tls import TlsFiles, make_job_pki, write_tls_files
 from fedmist.worker.main import family_of
 
 POLL_S = 0.1
@@ -99,6 +99,10 @@ def thread_budget(trainers: int, cores: int | None = None) -> tuple[int, int]:
     return cores, max(1, cores // max(1, trainers))
 
 
+class TlsSecretError(ValueError):
+    """The job's TLS Secret does not load; one line naming the job file and the reason (exit 2)."""
+
+
 class LocalJob:
     """One job's processes, reports and status on this machine."""
 
@@ -107,7 +111,8 @@ class LocalJob:
         self.options = options
         self.workdir = options.workdir
         self.status = JobStatus(job.name)
-        self.token = secrets.token_urlsafe(32)
+        secret = job.channel_secret
+        self.token = (secret.token if secret else "") or secrets.token_urlsafe(32)
         self.port = options.agg_port or _port_override(AGG_PORT_ENV) or free_port(options.bind_host)
         self.trainer_port = options.trainer_agg_port or _port_override(TRAINER_AGG_PORT_ENV) or self.port
         self.workers: list[WorkerSpec] = [job.aggregator, *job.trainers]
@@ -137,8 +142,7 @@ class LocalJob:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for stale in (self.workdir / "reports").glob("*.json"):
             stale.unlink()
-        self._tls = make_job_pki(self.workdir / "tls", self.job.name, [self.options.bind_host, "localhost"]) \
-            if self.options.tls else None
+        self._tls = self._tls_files()
         view = ProgressView(self.job.name, enabled=self.options.progress)
         deadline = time.monotonic() + self.options.timeout_s
         previous_handler = _raise_on_sigterm()
@@ -171,6 +175,19 @@ class LocalJob:
         if self.status.phase == SUCCEEDED:
             return 0
         return CONFIG_ERROR_EXIT if self._config_error else 1
+
+    def _tls_files(self) -> TlsFiles | None:
+        """The Secret's certificate when the job names one (``transmitter.ws.credentialName``), else a fresh
+        per-job CA and server certificate (or none with ``--no-tls``)."""
+        secret = self.job.channel_secret
+        if secret is not None and secret.has_tls:
+            try:
+                return write_tls_files(self.workdir / "tls", secret.cert_pem, secret.key_pem, secret.ca_pem)
+            except ValueError as exc:
+                raise TlsSecretError(f"{self.job.job_file}: Secret of spec.transmitter.ws.credentialName: {exc}") from None
+        if not self.options.tls:
+            return None
+        return make_job_pki(self.workdir / "tls", self.job.name, [self.options.bind_host, "localhost"])
 
     def _start_all(self) -> None:
         for worker in self.workers:
@@ -288,6 +305,13 @@ class LocalJob:
     def _stop_all(self) -> None:
         """SIGTERM every still-running process we started, then SIGKILL after a grace period."""
         self._restart_at.clear()
+        if self.status.phase == SUCCEEDED:  # trainers got STOP from the aggregator: let them exit on their own
+            end = time.monotonic() + GRACE_S
+            for proc in self._popen.values():
+                try:
+                    proc.wait(max(0.0, end - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    break
         running = {n: p for n, p in self._popen.items() if p.poll() is None}
         for name, proc in running.items():
             self.processes[name].stopped = True

@@ -11,8 +11,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 StateDict = dict[str, torch.Tensor]
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -97,3 +101,24 @@ def merge_state_dicts(edge_sd: Mapping[str, torch.Tensor], cloud_sd: Mapping[str
         index, rest = _split_key(k)
         out[f"{index + cut}.{rest}"] = v
     return out
+
+
+def share_numpy_state(model: torch.nn.Module, arrays: Mapping[str, "np.ndarray"]) -> None:
+    """Make ``model``'s parameters and buffers *be* ``arrays`` (writable numpy views), without copying.
+
+    Why: the FedAvg aggregator keeps the global model as one safetensors buffer (what it sends every round);
+    pointing the torch model (used only to test and save) at that buffer means the process holds the global
+    model once, not twice. Keys, shapes and dtypes must match the model's state dict exactly.
+    """
+    state = model.state_dict()
+    if set(arrays) != set(state):
+        missing, unexpected = sorted(set(state) - set(arrays)), sorted(set(arrays) - set(state))
+        raise ValueError(f"weights do not fit the model (missing {missing[:4]}, unexpected {unexpected[:4]})")
+    tensors = {}
+    for key, target in state.items():
+        tensor = torch.from_numpy(arrays[key])
+        if tensor.shape != target.shape or tensor.dtype != target.dtype:
+            raise ValueError(f"{key}: {tuple(tensor.shape)} {tensor.dtype} does not fit {tuple(target.shape)} "
+                             f"{target.dtype}")
+        tensors[key] = tensor
+    model.load_state_dict(tensors, assign=True)

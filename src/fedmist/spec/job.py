@@ -47,6 +47,27 @@ class S3Credentials:
         return cls(endpoint, values.get("ACCESS_KEY_ID"), values.get("SECRET_ACCESS_KEY"), secret.s3_use_https)
 
 
+TLS_KEYS: Final = ("tls.crt", "tls.key", "ca.crt")  # kubernetes.io/tls keys, plus the CA trainers verify with
+TOKEN_KEY: Final = "token"
+
+
+@dataclass(frozen=True)
+class ChannelSecret:
+    """The control channel's credentials from the Secret named by ``spec.transmitter.ws.credentialName``:
+    PEM texts of the aggregator's certificate, its key and the CA trainers trust (all or none), and the job
+    token (empty: the launcher generates one)."""
+
+    cert_pem: str = ""
+    key_pem: str = ""
+    ca_pem: str = ""
+    token: str = ""
+    name: str = ""  # the Secret's name (a cluster mounts it by name)
+
+    @property
+    def has_tls(self) -> bool:
+        return bool(self.cert_pem)
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """One worker process. ``env`` is the template's container env as given (``TEST_DATASET_URL`` resolved
@@ -81,6 +102,7 @@ class ResolvedJob:
     agg_data_path: str | None
     s3: S3Credentials | None
     source_files: tuple[Path, ...]
+    channel_secret: ChannelSecret | None = None
 
     @property
     def workers(self) -> tuple[WorkerSpec, ...]:
@@ -161,6 +183,9 @@ def resolve_job(bundle: Bundle, job_name: str | None = None,
     s3_spec = spec.transmitter.s3 if spec.transmitter else None
     secret = (refs.get("Secret", s3_spec.credential_name, "spec.transmitter.s3.credentialName")
               if s3_spec and s3_spec.credential_name else None)
+    ws_spec = spec.transmitter.ws if spec.transmitter else None
+    channel_secret = (_channel_secret(refs, ws_spec.credential_name)
+                      if ws_spec and ws_spec.credential_name else None)
     env_source = os.environ if environ is None else environ
     build = _WorkerBuilder(bundle.source_of(JOB_KIND, job.name).parent, bundle.path_map, env_source)
     aggregator = build(spec.aggregation_worker.template, "aggregator", "spec.aggregationWorker",
@@ -185,9 +210,31 @@ def resolve_job(bundle: Bundle, job_name: str | None = None,
         agg_data_path=s3_spec.agg_data_path if s3_spec else None,
         s3=S3Credentials.from_secret(secret) if secret else None,
         source_files=refs.files(),
+        channel_secret=channel_secret,
     )
     _check_params(resolved)
     return resolved
+
+
+def _channel_secret(refs: "_References", name: str) -> ChannelSecret:
+    """Read and check the TLS/token Secret: the three TLS keys come together, each a PEM block."""
+    field = "spec.transmitter.ws.credentialName"
+    secret: Secret = refs.get("Secret", name, field)
+    values = secret.secret_values
+    present = [key for key in TLS_KEYS if values.get(key)]
+    if present and len(present) < len(TLS_KEYS):
+        missing = [key for key in TLS_KEYS if key not in present]
+        raise ManifestError(refs.source_of_secret(name), "Secret", name, f"data.{missing[0]}",
+                            f"a TLS Secret needs all of {', '.join(TLS_KEYS)}; {', '.join(missing)} missing")
+    for key in present:
+        if "-----BEGIN " not in values[key]:
+            raise ManifestError(refs.source_of_secret(name), "Secret", name, f"data.{key}",
+                                "must be PEM text (-----BEGIN ...)")
+    if not present and not values.get(TOKEN_KEY):
+        raise ManifestError(refs.source_of_secret(name), "Secret", name, "data",
+                            f"names neither TLS keys ({', '.join(TLS_KEYS)}) nor a {TOKEN_KEY!r}")
+    return ChannelSecret(values.get("tls.crt", ""), values.get("tls.key", ""), values.get("ca.crt", ""),
+                         values.get(TOKEN_KEY, ""), name)
 
 
 def _select_job(bundle: Bundle, job_name: str | None) -> FederatedLearningJob:
@@ -228,6 +275,9 @@ class _References:
         if not secret_name:
             return None
         return S3Credentials.from_secret(self.get("Secret", secret_name, "spec.credentialName", (kind, name)))
+
+    def source_of_secret(self, name: str) -> Path:
+        return self._bundle.source_of("Secret", name)
 
     def files(self) -> tuple[Path, ...]:
         return tuple(self._files)

@@ -163,7 +163,12 @@ class TrainingWorker(K8sModel):
 
 
 class WsTransmitter(K8sModel):
-    """``ws: {}``: the default websocket transmitter; it takes no settings."""
+    """``ws: {}``: the default websocket transmitter. ``credentialName`` names a Secret holding the
+    aggregator's TLS certificate (``tls.crt``, ``tls.key``, ``ca.crt``) and/or the job ``token``; without
+    it the launcher makes a per-job CA and token. The websocket is also S3's control channel, so it applies
+    with either transmitter."""
+
+    credential_name: str | None = None
 
 
 class S3Transmitter(K8sModel):

@@ -16,7 +16,10 @@ from dataclasses import replace
 from fedmist.transport.base import Channel
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 
-DEFAULT_CHUNK_BYTES = Limits().max_chunk_bytes
+#: Chunk size a sender uses (a receiver accepts up to ``Limits.max_chunk_bytes``). 1 MiB, not the 4 MiB limit:
+#: each chunk is hashed, framed, masked and copied several times on both sides, and at 1 MiB those passes
+#: stay in cache -- the sender's CPU per byte halves (BENCHMARKS.md, transport throughput).
+DEFAULT_CHUNK_BYTES = 1024 * 1024
 
 
 async def send_payload(channel: Channel, envelope: Envelope, data: bytes | bytearray | memoryview,

@@ -68,3 +68,26 @@ def make_job_pki(folder: Path, job: str, hosts: list[str], days: int = 7) -> Tls
         handle.write(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()))
     return files
+
+
+def write_tls_files(folder: Path, cert_pem: str, key_pem: str, ca_pem: str) -> TlsFiles:
+    """Write a user's certificate, key (mode 0600) and CA (from a Secret) where the workers read them, and
+    check that they load as a server certificate chain and a CA bundle (ValueError with the reason if not)."""
+    import ssl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(folder / "ca.crt", folder / "tls.crt", folder / "tls.key")
+    files.ca.write_text(ca_pem)
+    files.cert.write_text(cert_pem)
+    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_pem)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(files.cert, files.key)
+    except ssl.SSLError as exc:
+        raise ValueError(f"tls.crt/tls.key do not load as a certificate and its key: {exc.reason or exc}") from None
+    try:
+        ssl.create_default_context(cafile=str(files.ca))
+    except ssl.SSLError as exc:
+        raise ValueError(f"ca.crt does not load as a CA certificate: {exc.reason or exc}") from None
+    return files

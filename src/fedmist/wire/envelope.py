@@ -30,6 +30,15 @@ class ProtocolError(Exception):
     """An inbound frame broke the protocol. The message is one line fit for a log and an error reply."""
 
 
+class MacMismatch(ProtocolError):
+    """A frame's MAC did not verify. ``claimed`` is its header as sent -- unauthenticated, so it may only
+    be used to explain the refusal (which worker it claims to be, whether its HELLO token differs)."""
+
+    def __init__(self, message: str, claimed: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.claimed = claimed
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds on what a peer may send, so a hostile or broken peer cannot exhaust memory."""
@@ -126,7 +135,9 @@ def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None,
     if head_end + tag_bytes > len(view):
         raise ProtocolError(f"header length {header_len} exceeds frame of {len(view)} bytes")
     if mac_key and not hmac.compare_digest(bytes(view[head_end:head_end + MAC_BYTES]), frame_mac(mac_key, view[:head_end])):
-        raise ProtocolError("frame MAC mismatch: altered in transit or sent with another job key")
+        claimed = _unverified_header(view[_LEN.size:head_end])
+        who = f" ('{str(claimed.get('type', '?'))[:40]}' claiming worker {str(claimed.get('worker', '?'))[:80]!r})"
+        raise MacMismatch(f"frame MAC mismatch{who}: altered in transit or sent with another job key", claimed)
     try:
         header = json.loads(bytes(view[_LEN.size : _LEN.size + header_len]), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
@@ -135,6 +146,15 @@ def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None,
     body = view[head_end + tag_bytes :]
     _validate_body(envelope, body, limits)
     return envelope, body
+
+
+def _unverified_header(raw: memoryview) -> dict[str, Any]:
+    """The header of a frame that failed its MAC, parsed only to name it in the refusal ({} if unparsable)."""
+    try:
+        header = json.loads(bytes(raw), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return header if isinstance(header, dict) else {}
 
 
 def _reject_constant(name: str) -> Any:

@@ -63,6 +63,15 @@ class WorkerContext:
             raise ContextError(f"AGG_DATA_PATH: {exc}") from None
         return S3Transmitter(location, self.s3_endpoint_url, self.access_key_id, self.secret_access_key)
 
+    def carrier(self):
+        """How this worker moves model weights: inline frames for ws, S3 objects for ``TRANSMITTER=s3``."""
+        from fedmist.transport.carrier import S3Carrier, WsCarrier
+
+        transmitter = self.s3()
+        if transmitter is None:
+            return WsCarrier()
+        return S3Carrier(transmitter, self.payload_key, transmitter.location.key(self.job) + "/")
+
     def payload_key(self, worker: str, name: str) -> str:
         """Object key of one payload: ``<prefix>/<job>/<worker>/<name>``."""
         from fedmist.transport.s3 import S3Location

@@ -76,18 +76,28 @@ class ErrorMeta(_Meta):
     reason: str = Field(max_length=2000)
 
 
+class ObjectRef(_Meta):
+    """An S3 object that holds a message's payload (S3 transmitter); see ``transport.carrier``."""
+
+    key: str = Field(min_length=1, max_length=1024)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
 class FitMeta(_Meta):
     config: dict[str, float | int | str] = Field(default_factory=dict, max_length=48)
     model: str = Field(default="", max_length=500)  # the aggregator decides the architecture for everyone
     trainer: str = Field(default="", max_length=500)  # the job's Trainer class; a trainer's own env wins
     num_classes: int = Field(default=10, ge=2, le=65_536)
     rounds: int = Field(default=0, ge=0, le=10**6)  # the planned number of rounds, for the trainer's progress
+    object: ObjectRef | None = None  # S3 transmitter: the global weights are this object, not the body
 
 
 class FitResultMeta(_Meta):
     num_samples: int = Field(ge=0, le=10**10)
     metrics: dict[str, float] = Field(default_factory=dict)
     compute_s: float = Field(ge=0)
+    object: ObjectRef | None = None  # S3 transmitter: the updated weights are this object, not the body
 
 
 class StopMeta(_Meta):

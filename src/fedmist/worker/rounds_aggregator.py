@@ -21,7 +21,7 @@ import torch
 from fedmist.atomic import write_json_atomic
 from fedmist.data.loaders import load_test_dataset
 from fedmist.models.parts import build_job_model
-from fedmist.models.weights import load_weights, save_weights
+from fedmist.models.weights import load_weights, save_weights, share_numpy_state
 from fedmist.strategy import Strategy, build_strategy
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport import ws
@@ -66,13 +66,16 @@ class RoundsJob:
         except ValueError as exc:
             raise ConfigurationError(f"aggregation_algorithm={params.aggregation_algorithm}: {exc}") from None
         self.test = self._load_test_set(params.test_dataset_url)
-        self.global_bytes = encode_weights(state_to_numpy(self.model))
+        # the global model is held once: as the payload buffer, which the torch model's tensors then point into
+        self.global_bytes = encode_weights({k: v.detach().numpy() for k, v in self.model.state_dict().items()})
+        self.load_global()
         self.model_bytes = raw_parameter_bytes(decode_weights(self.global_bytes))
 
     def _init_weights(self) -> None:
         url = self.ctx.pretrained_model_url
         if not url:
             torch.manual_seed(self.ctx.params.seed or 0)
+            del self.model  # not two models at once: the seeded one replaces it
             self.model = self._build_model()
             return
         try:
@@ -105,8 +108,8 @@ class RoundsJob:
                            rounds=self.rounds, trainer=params.trainer or "")
 
     def load_global(self) -> None:
-        """Copy the current global weights into the torch model (for the test and for saving)."""
-        load_numpy_state(self.model, decode_weights(self.global_bytes, check_finite=False))
+        """Point the torch model (for the test and for saving) at the current global weights; no copy."""
+        share_numpy_state(self.model, decode_weights(self.global_bytes, check_finite=False, writable=True))
 
     def evaluate_global(self) -> dict[str, float]:
         """Test the weights last loaded by :meth:`load_global` (runs in a worker thread)."""
@@ -143,10 +146,12 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
     server = RoundServer(job=ctx.job, token=ctx.token, participants=ctx.participants, strategy=job.strategy,
                          idle_timeout=max(600.0, 4 * job.round_timeout) * job.rounds,
                          payload_timeout=job.round_timeout,
-                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES)
+                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx))
     server.on_change = lambda: job.status(server)
-    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, server.limits, ctx.security())
-    log.info("aggregator listening on %s:%d for %d trainers", ctx.bind_host, ctx.agg_bind_port, ctx.participants)
+    security = ctx.security()
+    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, server.limits, security)
+    log.info("aggregator listening on %s://%s:%d for %d trainers (weights via %s)", security.scheme, ctx.bind_host,
+             ctx.agg_bind_port, ctx.participants, ctx.transmitter)
     try:
         metrics = await _run_rounds(job, server)
         await server.stop_all("job finished")
@@ -157,6 +162,35 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
     finally:
         ws_server.close()
         await ws_server.wait_closed()
+        await _cleanup(server, ctx)
+
+
+def _carrier(ctx: WorkerContext):
+    """The job's weights carrier; for S3 the bucket is created first (a failure is a one-line job failure)."""
+    from fedmist.transport.base import TransportError
+
+    carrier = ctx.carrier()
+    try:
+        if ctx.transmitter == "s3":
+            carrier.transmitter.ensure_bucket()
+    except TransportError as exc:
+        raise JobFailure(str(exc)) from None
+    return carrier
+
+
+async def _cleanup(server: RoundServer, ctx: WorkerContext) -> None:
+    """Remove the job's weight objects from S3 (unless ``keep_payloads``), succeeded or not."""
+    if ctx.params.keep_payloads:
+        return
+    from fedmist.transport.base import TransportError
+
+    try:
+        removed = await server.carrier.cleanup()
+    except TransportError as exc:
+        log.warning("could not remove the job's payload objects: %s", exc)
+        return
+    if removed:
+        log.info("removed %d payload objects of job %s from S3 (keep_payloads=false)", removed, ctx.job)
 
 
 async def _run_rounds(job: RoundsJob, server: RoundServer) -> dict[str, Any]:
@@ -207,9 +241,10 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
     job.status(server, force=True, stage="training", round=number)
     await server.send_fit(rnd, job.fit_meta(dict(instructions.config)), job.global_bytes)
     late = await close_round(rnd, job.round_timeout, job.min_clients)
-    new_weights = job.strategy.finish_round()
-    job.global_bytes = encode_weights(new_weights)
-    del new_weights, global_weights
+    new_weights = dict(job.strategy.finish_round())  # our own mapping: encoding empties it
+    del global_weights  # the old global stays alive only as the model the previous round's test still reads
+    job.global_bytes = encode_weights(new_weights, consume=True)  # frees the aggregate tensor by tensor
+    del new_weights
     lost = sorted(set(server.take_departures()) | rnd.lost)
     return {"round": number, "participants": len(rnd.accepted), "selected": len(rnd.selected), "late": len(late),
             "lost": len(lost), "lost_workers": lost, "rejected": sorted(rnd.rejected),

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 from fedmist.strategy import FitResult, Strategy
 from fedmist.transport.base import Channel, TransportError
-from fedmist.transport.payload import drain_payload, recv_payload, send_payload
+from fedmist.transport.carrier import Carrier, WsCarrier
+from fedmist.transport.payload import drain_payload
+from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.weights_codec import decode_weights
@@ -78,6 +80,7 @@ class RoundServer:
     max_update_bytes: int = 0  # largest update accepted (the model's size plus slack); 0: the frame limits' bound
     limits: Limits = field(default_factory=Limits)
     on_change: Callable[[], None] = lambda: None
+    carrier: Carrier = field(default_factory=WsCarrier)  # inline frames (ws) or S3 objects (transport.carrier)
     workers: dict[str, WorkerState] = field(default_factory=dict)
     current: OpenRound | None = None
     stopping: bool = False
@@ -108,7 +111,10 @@ class RoundServer:
         return self.current
 
     async def send_fit(self, rnd: OpenRound, meta: msg.FitMeta, weights: bytes) -> None:
-        """Send the global model to every selected trainer at once; a failed send counts the worker lost."""
+        """Send the global model to every selected trainer at once; a failed send counts the worker lost.
+        With S3 the model is uploaded once and every trainer gets its key."""
+        published = await self.carrier.publish("aggregator", f"round-{rnd.number}", weights)
+
         async def one(name: str) -> None:
             channel = self._sessions.get(name)
             if channel is None:
@@ -117,7 +123,7 @@ class RoundServer:
             envelope = Envelope(type=msg.FIT, job=self.job, worker="aggregator", round=rnd.number,
                                 kind="safetensors", meta=meta.model_dump())
             try:
-                sent = await send_payload(channel, envelope, weights, self.limits.max_chunk_bytes)
+                sent = await self.carrier.send(channel, envelope, published)
             except (TransportError, ProtocolError) as exc:
                 self._lose(name, f"sending round {rnd.number} failed: {exc}")
                 return
@@ -147,7 +153,7 @@ class RoundServer:
         """One trainer connection for the whole job. Never raises."""
         name = "?"
         try:
-            hello_env, _ = await channel.recv(self.hello_timeout)
+            hello_env, _ = await recv_first(channel, self.hello_timeout, self.token)
             hello = msg.parse_meta(hello_env, msg.HELLO)
             name = self._admit(hello_env, hello, channel)
             while not self.stopping:
@@ -204,9 +210,10 @@ class RoundServer:
             self.on_change()
             return
         async with self._slot:
-            _, payload = await recv_payload(channel, envelope, body, self.payload_timeout,
-                                            self.max_update_bytes or self.limits.max_payload_bytes)
-            received = channel.bytes_received - before
+            payload, via_object = await self.carrier.receive(
+                channel, envelope, body, f"round-{envelope.round}", self.payload_timeout,
+                self.max_update_bytes or self.limits.max_payload_bytes)
+            received = channel.bytes_received - before + via_object
             state.bytes_up += received
             rnd.bytes_up += received
             if rnd.closed:  # the deadline passed while the last chunks were in flight

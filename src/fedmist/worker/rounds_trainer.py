@@ -21,7 +21,6 @@ from fedmist.models.parts import build_job_model
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
-from fedmist.transport.payload import recv_payload, send_payload
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
@@ -72,6 +71,8 @@ class RoundsTrainer:
         self.bytes_down = 0
         self.rounds_done = 0
         self.idle_timeout = max(600.0, 10 * (ctx.params.round_timeout or 600.0))
+        self.carrier = ctx.carrier()  # inline frames (ws) or S3 objects
+        self.s3_up = self.s3_down = 0  # weights moved as S3 objects (not seen by the channel's counters)
 
     def local_config(self, meta: msg.FitMeta, number: int) -> LocalConfig:
         """The trainer's own env wins (Sedna puts epochs/batch_size in the trainer template), then the round's
@@ -117,7 +118,9 @@ class RoundsTrainer:
             if envelope.type == msg.STOP:
                 raise Stopped(msg.parse_meta(envelope, msg.STOP).reason)
             meta = msg.parse_meta(envelope, msg.FIT)
-            _, payload = await recv_payload(channel, envelope, body, PAYLOAD_TIMEOUT_S, Limits().max_payload_bytes)
+            payload, via_object = await self.carrier.receive(channel, envelope, body, f"round-{envelope.round}",
+                                                             PAYLOAD_TIMEOUT_S, Limits().max_payload_bytes)
+            self.s3_down += via_object
             pending = await self.fit(channel, envelope.round, meta, payload)
 
     async def fit(self, channel: Channel, number: int, meta: msg.FitMeta, payload: bytearray) -> asyncio.Task | None:
@@ -145,6 +148,10 @@ class RoundsTrainer:
             envelope, _ = watch.result()
             if envelope.type == msg.STOP:
                 raise Stopped(msg.parse_meta(envelope, msg.STOP).reason)
+            if envelope.type == msg.FIT and envelope.round > number:
+                # this trainer was too slow: the aggregator closed round `number` without it and moved on
+                log.warning("round %d abandoned: the aggregator started round %d", number, envelope.round)
+                return watch
             raise ProtocolError(f"'{envelope.type}' arrived while round {number} was training")
         result = train.result()
         if not isinstance(result, LocalResult):
@@ -160,15 +167,18 @@ class RoundsTrainer:
                 raise ConfigurationError(str(exc)) from None
             metrics.update({f"val_{k}": v for k, v in val.items()})
         out = encode_weights(state_to_numpy(self.model))
-        sent = await send_payload(channel, Envelope(
+        published = await self.carrier.publish(self.ctx.worker, f"round-{number}", out)
+        del out
+        sent = await self.carrier.send(channel, Envelope(
             type=msg.FIT_RESULT, job=self.ctx.job, worker=self.ctx.worker, round=number, kind="safetensors",
-            meta={"num_samples": result.num_samples, "metrics": metrics, "compute_s": result.compute_s}), out)
+            meta={"num_samples": result.num_samples, "metrics": metrics, "compute_s": result.compute_s}), published)
+        self.s3_up += published.object["size"] if published.object else 0
         self.rounds_done += 1
         log.info("round %d: %d samples in %.2f s, %s; sent %d bytes", number, result.num_samples,
                  result.compute_s, {k: round(v, 4) for k, v in metrics.items()}, sent)
         self.reporter.update(force=True, stage="waiting", round=number, compute_s=round(self.compute_s, 3),
-                             bytes_up=self.bytes_up + getattr(channel, "bytes_sent", 0),
-                             bytes_down=self.bytes_down + getattr(channel, "bytes_received", 0),
+                             bytes_up=self.bytes_up + self.s3_up + getattr(channel, "bytes_sent", 0),
+                             bytes_down=self.bytes_down + self.s3_down + getattr(channel, "bytes_received", 0),
                              local_metrics=metrics)
         return watch
 
@@ -183,7 +193,8 @@ def run_rounds_trainer(ctx: WorkerContext) -> dict[str, Any]:
     trainer = RoundsTrainer(ctx, data, reporter)
     reason = asyncio.run(_run(ctx, trainer))
     figures = {"samples": len(data.y), "rounds": trainer.rounds_done, "compute_s": round(trainer.compute_s, 3),
-               "bytes_up": trainer.bytes_up, "bytes_down": trainer.bytes_down, "stop_reason": reason}
+               "bytes_up": trainer.bytes_up + trainer.s3_up, "bytes_down": trainer.bytes_down + trainer.s3_down,
+               "stop_reason": reason}
     reporter.update(force=True, phase="Succeeded", stage="done", **figures)
     return figures
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
+from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.feature_store import WorkerStore, read_manifest
@@ -122,7 +123,7 @@ class UploadServer:
             await channel.close()
             return
         try:
-            hello_env, _ = await channel.recv(self.plan.hello_timeout)
+            hello_env, _ = await recv_first(channel, self.plan.hello_timeout, self.plan.token)
             hello = msg.parse_meta(hello_env, msg.HELLO)
             self._authenticate(hello_env, hello)
             await self._take_over(hello_env.worker)

@@ -1,10 +1,14 @@
-"""Model weights on the wire: safetensors bytes out, zero-copy numpy views in.
+"""Model weights on the wire: safetensors bytes out (written straight into one buffer), zero-copy views in.
 
 Why not ``wire.tensors.decode_arrays``: it copies the payload (``bytes(data)``) and then every tensor, so a
 received 1 GB update would briefly cost three copies. Here the safetensors header is parsed and validated by
 hand and every tensor becomes a read-only ``np.frombuffer`` view into the one received buffer, which is what
 lets the aggregator fold an update into its running sum while holding only that buffer (DESIGN section 6).
-The format is the same safetensors everyone reads, so anything the encoder writes loads elsewhere unchanged.
+The encoder likewise writes every tensor once, straight into one preallocated buffer (``safetensors.numpy.save``
+first copies each tensor with ``tobytes`` and then joins them: two extra model copies at the peak), and can
+free its input tensor by tensor as it goes (``consume``), so turning the aggregated model into the next
+global payload costs one tensor of extra memory, not one model. The format is the same safetensors everyone
+reads (tensors ordered by alignment, header padded to 8 bytes), so anything it writes loads elsewhere unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from fedmist.wire.envelope import ProtocolError
-from fedmist.wire.tensors import encode_arrays
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_TENSORS = 100_000
@@ -31,16 +34,45 @@ def _dtypes() -> dict[str, np.dtype]:
     }
 
 
-def encode_weights(weights: Mapping[str, np.ndarray]) -> bytes:
-    """Serialise named arrays as safetensors (the header lists them by name; order is not part of the format)."""
-    return encode_arrays(weights)
+def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False) -> bytearray:
+    """Serialise named arrays as safetensors into one new buffer; with ``consume`` (``weights`` must then be
+    a mutable mapping the caller owns) each entry is removed as soon as it is copied, so its memory can go."""
+    names = {dtype: name for name, dtype in _dtypes().items()}
+    layout: list[tuple[str, np.dtype, tuple[int, ...], int]] = []
+    for key, value in weights.items():
+        array = np.asarray(value)
+        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+        if dtype not in names:
+            raise ValueError(f"tensor {key!r}: dtype {array.dtype} has no safetensors name here")
+        layout.append((key, dtype, array.shape, array.nbytes))
+    layout.sort(key=lambda item: (-item[1].itemsize, item[0]))  # aligned: widest dtypes first, as safetensors does
+    header: dict[str, dict] = {}
+    offset = 0
+    for key, dtype, shape, nbytes in layout:
+        header[key] = {"dtype": names[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    out = bytearray(8 + len(raw) + offset)
+    struct.pack_into("<Q", out, 0, len(raw))
+    out[8:8 + len(raw)] = raw
+    base = 8 + len(raw)
+    for key, dtype, shape, nbytes in layout:
+        start = base + header[key]["data_offsets"][0]
+        target = np.frombuffer(out, dtype=dtype, count=nbytes // dtype.itemsize, offset=start).reshape(shape)
+        np.copyto(target, np.asarray(weights[key]), casting="equiv")
+        del target
+        if consume:
+            del weights[key]  # type: ignore[attr-defined]
+    return out
 
 
-def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool = True) -> dict[str, np.ndarray]:
+def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool = True,
+                   writable: bool = False) -> dict[str, np.ndarray]:
     """Parse safetensors ``buffer`` into read-only views, validating the header, offsets and values.
 
     Raises ProtocolError naming the tensor for a bad dtype, shape, overlapping/out-of-range data, or (with
-    ``check_finite``) a NaN/inf value.
+    ``check_finite``) a NaN/inf value. ``writable`` views (of a bytearray) let a model share the buffer.
     """
     view = memoryview(buffer).cast("B")
     if len(view) < 8:
@@ -77,7 +109,8 @@ def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool
         if offsets[1] - offsets[0] != count * dtype.itemsize:
             raise ProtocolError(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
         array = np.frombuffer(data, dtype=dtype, count=count, offset=offsets[0]).reshape(shape)
-        array.flags.writeable = False
+        if not writable:
+            array.flags.writeable = False
         if check_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ProtocolError(f"tensor {name!r} holds non-finite values")
         spans.append((offsets[0], offsets[1], name))

@@ -28,6 +28,10 @@ SECRET_ENV: Final = ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
 STATE_DIR: Final = "/var/lib/fedmist"
 REPORT_DIR: Final = "/var/run/fedmist"
 REPORT_FILE: Final = f"{REPORT_DIR}/report.json"
+TLS_DIR: Final = "/etc/fedmist/tls"
+# which keys of the channel Secret each role mounts: the aggregator serves, trainers only verify
+TLS_FILES: Final = {"aggregator": {"FEDMIST_TLS_CERT": "tls.crt", "FEDMIST_TLS_KEY": "tls.key"},
+                    "trainer": {"FEDMIST_TLS_CA": "ca.crt"}}
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,13 @@ def worker_env(job: ResolvedJob, worker: WorkerSpec, secret: str | None) -> list
     agg_ip = f"{names.service_name(job.name)}.{job.namespace}"
     plain = job.worker_env(worker, agg_ip=agg_ip, agg_port=names.AGG_PORT)
     env = [{"name": key, "value": value} for key, value in plain.items() if key not in SECRET_ENV]
+    channel = job.channel_secret  # spec.transmitter.ws.credentialName: the user's token and/or certificate
+    token_from = (channel.name, names.TOKEN_KEY) if channel and channel.token else \
+        (names.token_secret_name(job.name), names.TOKEN_KEY)
     env += [{"name": "FEDMIST_STATE_DIR", "value": f"{STATE_DIR}/state"},
-            {"name": "FEDMIST_TOKEN", "valueFrom": {"secretKeyRef": {
-                "name": names.token_secret_name(job.name), "key": names.TOKEN_KEY}}}]
+            {"name": "FEDMIST_TOKEN", "valueFrom": {"secretKeyRef": {"name": token_from[0], "key": token_from[1]}}}]
+    if channel and channel.has_tls:
+        env += [{"name": name, "value": f"{TLS_DIR}/{key}"} for name, key in TLS_FILES[worker.role].items()]
     if worker.role == "aggregator":
         env.append({"name": "FEDMIST_STATUS_FILE", "value": REPORT_FILE})
     if secret:
@@ -162,6 +170,11 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
     volumes, mounts = volume_objects(host_mounts(job, worker))
     volumes.append({"name": "fedmist-state", "emptyDir": {}})
     mounts.append({"name": "fedmist-state", "mountPath": STATE_DIR})
+    if job.channel_secret and job.channel_secret.has_tls:  # only the files this role needs (no key on trainers)
+        keys = TLS_FILES[worker.role].values()
+        volumes.append({"name": "fedmist-tls", "secret": {"secretName": job.channel_secret.name, "defaultMode": 0o400,
+                                                          "items": [{"key": k, "path": k} for k in keys]}})
+        mounts.append({"name": "fedmist-tls", "mountPath": TLS_DIR, "readOnly": True})
     if worker.role == "aggregator":
         volumes.append({"name": "fedmist-report", "emptyDir": {}})
         mounts.append({"name": "fedmist-report", "mountPath": REPORT_DIR})

@@ -1,0 +1,191 @@
+"""A FedAvg job secured with the user's own certificate and token (a Secret named by
+``spec.transmitter.ws.credentialName``), attacked while it runs: a client with a wrong token, one that trusts
+another CA, and one whose HELLO was altered on the way each get their documented error, the aggregator logs
+the peer and the reason, and the job still succeeds with its two legit trainers untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from e2e_helpers import REPO
+from fedmist.transport import ws
+from fedmist.transport.base import AuthenticationError, TransportError
+from fedmist.transport.security import Security, derive_mac_key
+from fedmist.wire.envelope import Envelope, encode
+from test_fedavg_e2e import _command, _job_yaml, _status, fedavg_data  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "user-token-from-the-secret-0123456789"
+
+
+def _pem(obj) -> str:  # type: ignore[no-untyped-def]
+    if hasattr(obj, "private_bytes"):
+        return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+    return obj.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _user_pki(common_name: str) -> dict[str, str]:
+    """A CA of the user's own (not fedmist's) and a server certificate for 127.0.0.1 that it signed."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Edge Ops"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA384()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fl-aggregator.example")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA384()))
+    return {"tls.crt": _pem(cert), "tls.key": _pem(key), "ca.crt": _pem(ca)}
+
+
+def _secure_job(tmp_path: Path, pki: dict[str, str]) -> Path:
+    path = _job_yaml(tmp_path, exit_round="4")
+    docs = list(yaml.safe_load_all(path.read_text()))
+    job = next(d for d in docs if d["kind"] == "FederatedLearningJob")
+    job["spec"]["transmitter"] = {"ws": {"credentialName": "fl-channel"}}
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fl-channel"}, "type": "kubernetes.io/tls",
+                 "stringData": {**pki, "token": TOKEN}})
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def _reason(frame: bytes) -> str:
+    """The reason of an ERROR frame read without its MAC (a rogue cannot verify the aggregator's MAC)."""
+    length = int.from_bytes(frame[:4], "big")
+    header = json.loads(frame[4:4 + length])
+    assert header["type"] == "error", header
+    return header["meta"]["reason"]
+
+
+async def _hello_and_reply(url: str, security: Security, frame_edit=None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Connect, send a HELLO as worker 'rogue' (MAC'd with the client's key, then edited), return
+    (the aggregator's reply reason, this client's address as the aggregator sees it)."""
+    channel = await ws.connect(url, security=security, timeout=10)
+    hello = Envelope(type="hello", job="mnist-fedavg", worker="rogue",
+                     meta={"role": "trainer", "token": security.token, "num_samples": 100, "dataset": ""})
+    frame = encode(hello, b"", security.mac_key)
+    if frame_edit is not None:
+        frame = frame_edit(frame)
+    address = "%s:%d" % channel._conn.local_address[:2]
+    await channel._conn.send(frame)
+    reply = await asyncio.wait_for(channel._conn.recv(decode=False), 10)
+    await channel.close()
+    return _reason(reply), address
+
+
+def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):  # noqa: F811
+    pki = _user_pki("Example Edge Ops Root CA")
+    other = _user_pki("Someone Else's CA")
+    (tmp_path / "user-ca.crt").write_text(pki["ca.crt"])
+    (tmp_path / "other-ca.crt").write_text(other["ca.crt"])
+    job = _secure_job(tmp_path, pki)
+    proc = subprocess.Popen(_command(job, fedavg_data, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    try:
+        agg_log = tmp_path / "run" / "logs" / "cloud.log"
+        deadline = time.monotonic() + 90
+        port = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = re.search(r"listening on wss://[0-9.]+:(\d+)", agg_log.read_text() if agg_log.exists() else "")
+            if found and _status(tmp_path).get("progress", {}).get("round", 0) >= 1:
+                port = int(found.group(1))
+                break
+            time.sleep(0.05)
+        assert port, f"the job never started round 1: {proc.poll()}"
+        url = f"wss://127.0.0.1:{port}"
+        trusting = Security.from_files(TOKEN, ca=str(tmp_path / "user-ca.crt"))
+
+        # (i) a wrong token: the aggregator names the claimed worker and refuses it
+        wrong_token = Security(token="not-the-token", client_ssl=trusting.client_ssl)
+        reason, address = asyncio.run(_hello_and_reply(url, wrong_token))
+        assert reason == "worker 'rogue' presented a wrong token"
+        wrong_token_line = f"rejected {address} (worker ?): worker 'rogue' presented a wrong token"
+
+        # (ii) a client that trusts another CA refuses the aggregator's certificate (and never sends a byte)
+        with pytest.raises(AuthenticationError) as refused:
+            asyncio.run(ws.connect(url, security=Security.from_files(TOKEN, ca=str(tmp_path / "other-ca.crt")),
+                                   timeout=10))
+        assert str(refused.value) == (f"cannot verify the server at {url}: certificate verify failed: unable to get "
+                                      "local issuer certificate (the CA this worker trusts did not sign the "
+                                      "aggregator's certificate)")
+
+        # (iii) the right token, but the HELLO altered on the way (num_samples 100 -> 900): the MAC fails
+        def tamper(frame: bytes) -> bytes:
+            assert b'"num_samples":100' in frame
+            return frame.replace(b'"num_samples":100', b'"num_samples":900')
+        reason, tampered_address = asyncio.run(_hello_and_reply(url, trusting, tamper))
+        tampered = ("frame MAC mismatch ('hello' claiming worker 'rogue'): altered in transit or sent with "
+                    "another job key")
+        assert reason == tampered
+
+        # (iv) a frame relayed from another job (MAC'd with that job's key) fails the same way
+        def relay(frame: bytes) -> bytes:
+            other_job = Envelope(type="hello", job="mnist-fedavg", worker="rogue", meta={
+                "role": "trainer", "token": TOKEN, "num_samples": 100, "dataset": ""})
+            return encode(other_job, b"", derive_mac_key("another-job-token"))
+        reason, _ = asyncio.run(_hello_and_reply(url, trusting, relay))
+        assert reason == tampered
+
+        # (v) a client speaking plain ws to the wss port gets no websocket at all
+        with pytest.raises(TransportError) as plain:
+            asyncio.run(ws.connect(f"ws://127.0.0.1:{port}", security=Security(TOKEN), timeout=10))
+        assert str(plain.value) == f"cannot connect to ws://127.0.0.1:{port}: did not receive a valid HTTP response"
+
+        _, stderr = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    status = _status(tmp_path)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert status["phase"] == "Succeeded"
+    history = status["metrics"]["history"]
+    assert len(history) == 4 and all(h["participants"] == 2 and h["lost"] == 0 for h in history), history
+    assert status["metrics"]["accuracy"] > 0.6
+    assert set(status["workers"]) == {"edge1", "edge2"}
+    assert all(w["phase"] == "Succeeded" and w["restarts"] == 0 for w in status["workers"].values()), status["workers"]
+    log = agg_log.read_text()
+    assert wrong_token_line in log
+    assert f"rejected {tampered_address} (worker ?): {tampered}" in log
+    # (ii) never reaches the aggregator's code: the client hangs up inside the TLS handshake; (v) does
+    assert "TLS handshake with a client failed: HTTP_REQUEST (the client spoke plain ws to the wss port)" in log
+    assert sorted(re.findall(r"worker (\S+) connected from", log)) == ["edge1", "edge2"]
+    # the launcher used the Secret's certificate, not a per-job CA
+    assert (tmp_path / "run" / "tls" / "ca.crt").read_text() == pki["ca.crt"]
+
+
+def test_a_tls_secret_whose_key_does_not_match_is_a_one_line_error(fedavg_data, tmp_path):  # noqa: F811
+    pki, other = _user_pki("Example Edge Ops Root CA"), _user_pki("Someone Else's CA")
+    job = _secure_job(tmp_path, {**pki, "tls.key": other["tls.key"]})
+    result = subprocess.run(_command(job, fedavg_data, tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {job}: Secret of spec.transmitter.ws.credentialName: tls.crt/tls.key "
+                                    "do not load as a certificate and its key: KEY_VALUES_MISMATCH")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "logs" / "cloud.log").exists()
