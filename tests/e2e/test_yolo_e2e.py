@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from e2e_helpers import FMNIST, fedmist
-from test_s3_e2e import s3_server  # noqa: F401 - the moto server fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -103,7 +102,7 @@ def test_detection_job_succeeds_with_map_history_model_and_predictions(yolo_tiny
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_detection_job_over_s3_like_the_seed(yolo_tiny, tmp_path, s3_server):  # noqa: F811
+def test_detection_job_over_s3_like_the_seed(yolo_tiny, tmp_path, s3_server):
     secret = {"apiVersion": "v1", "kind": "Secret",
               "metadata": {"name": "mysecret", "annotations": {"s3-endpoint": s3_server.removeprefix("http://"),
                                                                "s3-usehttps": "0"}},
