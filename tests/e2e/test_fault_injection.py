@@ -197,17 +197,19 @@ def test_fedavg_aggregator_killed_between_rounds_resumes_from_its_round_checkpoi
 
 
 def test_the_restart_limit_fails_the_job_with_a_clear_condition(three_edges, tmp_path):
-    """An aggregator that crashes at every start (its model factory raises) is restarted once, then the job fails."""
+    """An aggregator that dies at every start (its model factory exits the worker process with code 3, as a
+    crashing native library would; the launcher's up-front check builds the model fine) is restarted once,
+    then the job fails."""
     (tmp_path / "crashing_model.py").write_text(
-        "def factory(**kwargs):\n    raise RuntimeError('simulated crash at start-up')\n")
+        "import os\nfrom fedmist.models.lenet import lenet5\n\n\ndef factory(**kwargs):\n"
+        "    if os.environ.get('WORKER_NAME'):\n        os._exit(3)\n    return lenet5(**kwargs)\n")
     job = _fedavg_job(tmp_path, three_edges, ["edge1", "edge2"], rounds=2, epochs=1, model="crashing_model:factory")
     run = JobRun(job, tmp_path / "run", "--max-restarts", "1", env={"PYTHONPATH": str(tmp_path)})
-    assert run.finish() == 1
+    assert run.finish() == 1, run.stderr[-2000:]
     status = run.status()
     condition = status["conditions"][-1]
     assert status["phase"] == "Failed" and condition["reason"] == "RestartLimitReached"
-    assert condition["message"].startswith("worker cloud (aggregator) exited with code 1: internal error: "
-                                           "RuntimeError: simulated crash at start-up"), condition
+    assert condition["message"].startswith("worker cloud (aggregator) exited with code 3"), condition
     assert condition["message"].endswith("; gave up after 1 restarts (--max-restarts 1)")
     assert status["aggregator"]["restarts"] == 1
     assert "reason: worker cloud (aggregator)" in run.stderr

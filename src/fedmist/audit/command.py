@@ -78,7 +78,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from fedmist.audit.likelihood import LikelihoodConfig
     from fedmist.audit.runner import AuditConfig, run_audit
 
-    data = load_audit_data(job, args.public)
+    data = load_audit_data(job.resolved, args.public)
     if label_eps is None:
         label_eps = data.label_epsilon
     config = AuditConfig(
