@@ -14,10 +14,10 @@ import torch
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
 from fedmist.wire.envelope import Envelope, ProtocolError
-from fedmist.wire.tensors import decode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.extract import load_edge_weights
 from fedmist.worker.mistnet_trainer import REPLY_TIMEOUT_S, _envelope, _noise_seed
 from fedmist.worker.report import Reporter
 
@@ -96,15 +96,7 @@ def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
         edge, _ = split_detection_model(build_yolo(task.model, task.num_classes), task.cut_layer)
     except ValueError as exc:
         raise ProtocolError(f"task names an unusable model: {exc}") from None
-    arrays = decode_arrays(body)
-    expected = set(edge.state_dict())
-    if set(arrays) != expected:
-        raise ProtocolError(f"edge weights hold {sorted(arrays)[:4]}..., expected {sorted(expected)[:4]}...")
-    try:
-        edge.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()})
-    except RuntimeError as exc:
-        raise ProtocolError(f"edge weights do not fit the model: {str(exc).splitlines()[0]}") from None
-    return edge.eval()
+    return load_edge_weights(edge, body).eval()
 
 
 async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module, data,

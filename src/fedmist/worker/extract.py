@@ -16,6 +16,8 @@ from torch import nn
 from fedmist.data.tensors import model_input, probe_batch
 from fedmist.models.split import drop_trailing_relus
 from fedmist.privacy.channel import binarize, pack_bits, randomized_response
+from fedmist.wire.envelope import ProtocolError
+from fedmist.wire.tensors import decode_arrays
 
 InferenceKernel = Callable[[nn.Module, torch.Tensor], torch.Tensor | None]
 
@@ -121,3 +123,17 @@ def channel_features(edge: nn.Module, images: np.ndarray | torch.Tensor, batch_s
     """Packed clean bits (binarize, no flipping): the channel the cloud is evaluated through (DESIGN 5.7)."""
     packed, _ = extract_bits(edge, images, float("inf"), batch_size, seed=0)
     return packed
+
+
+def load_edge_weights(edge: nn.Module, body: bytes) -> nn.Module:
+    """Load the edge weights a TASK message carries into ``edge``; ProtocolError when they are not exactly
+    the edge part's tensors (names, shapes), so a wrong or hostile task never half-loads a model."""
+    arrays = decode_arrays(body)
+    expected = set(edge.state_dict())
+    if set(arrays) != expected:
+        raise ProtocolError(f"edge weights hold {sorted(arrays)[:4]}..., expected {sorted(expected)[:4]}...")
+    try:
+        edge.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()})
+    except RuntimeError as exc:
+        raise ProtocolError(f"edge weights do not fit the model: {str(exc).splitlines()[0]}") from None
+    return edge

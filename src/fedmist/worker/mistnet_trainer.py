@@ -27,10 +27,9 @@ from fedmist.privacy.channel import label_randomized_response
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
 from fedmist.wire.envelope import Envelope, ProtocolError
-from fedmist.wire.tensors import decode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.extract import feature_shape_of, iter_extract
+from fedmist.worker.extract import feature_shape_of, iter_extract, load_edge_weights
 from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
 from fedmist.worker.report import Reporter
 
@@ -120,15 +119,7 @@ def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
         edge = split_parts(model, task.cut_layer, f"model {task.model}").edge
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    arrays = decode_arrays(body)
-    expected = set(edge.state_dict())
-    if set(arrays) != expected:
-        raise ProtocolError(f"edge weights hold {sorted(arrays)[:4]}..., expected {sorted(expected)[:4]}...")
-    try:
-        edge.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()})
-    except RuntimeError as exc:
-        raise ProtocolError(f"edge weights do not fit the model: {str(exc).splitlines()[0]}") from None
-    return edge
+    return load_edge_weights(edge, body)
 
 
 class _RecordStream:
