@@ -13,12 +13,12 @@ import torch
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
-from fedmist.wire.envelope import Envelope, ProtocolError
+from fedmist.wire.envelope import ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.extract import load_edge_weights
-from fedmist.worker.mistnet_trainer import REPLY_TIMEOUT_S, _envelope, _noise_seed
+from fedmist.worker.mistnet_trainer import REPLY_TIMEOUT_S, _envelope, _noise_seed, send_records
 from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.trainer")
@@ -111,25 +111,7 @@ async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge
     layout = {"num_samples": len(data), "feature_bytes": feature_bytes, "label_bytes": 1, "feature_shape": list(shape)}
     stream = DetectionRecordStream(edge, data, epsilon, _noise_seed(ctx), task.chunk_records)
     reporter.update(force=True, stage="extracting", received=task.resume_records)
-    done: dict[str, Any] = {"num_samples": len(data)}
-    bytes_s3 = 0
-    transmitter = ctx.s3()
-    if transmitter is None:
-        for start, chunk in stream:
-            skip = max(0, min(len(chunk) // record, task.resume_records - start))
-            if skip * record < len(chunk):
-                await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
-                                            size=len(data) * record, offset=(start + skip) * record, meta=layout),
-                                   chunk[skip * record:])
-            reporter.update(stage="uploading", received=start + len(chunk) // record,
-                            compute_s=round(stream.compute_s, 3))
-    else:
-        key = ctx.payload_key(ctx.worker, "records.u8")
-        reporter.update(force=True, stage="uploading", object_key=key)
-        _, bytes_s3 = await asyncio.to_thread(transmitter.upload, key, (chunk for _, chunk in stream))
-        done.update(object_key=key, layout=layout)
-    done.update(sha256=stream.digest.hexdigest(), compute_s=stream.compute_s, bytes_up=channel.bytes_sent)
-    await channel.send(_envelope(ctx, msg.RECORDS_DONE, done))
+    bytes_s3 = await send_records(ctx, channel, stream, record, layout, task.resume_records, reporter)
     log.info("uploaded %d detection records of %d bytes via %s; edge compute %.3f s (+%.3f s reading images)",
              len(data), record, ctx.transmitter, stream.compute_s, stream.load_s)
     return {"samples": len(data), "compute_s": round(stream.compute_s, 3), "load_s": round(stream.load_s, 3),

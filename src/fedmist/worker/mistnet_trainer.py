@@ -161,32 +161,44 @@ async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge
     stream = _RecordStream(edge, images, _labels_to_send(labels, task, ctx), epsilon, task.chunk_records,
                            label_bytes, _noise_seed(ctx))
     reporter.update(force=True, stage="extracting", received=task.resume_records)
-    done: dict[str, Any] = {"num_samples": len(images)}
-    done_bytes_s3 = 0
+    done_bytes_s3 = await send_records(ctx, channel, stream, record, layout, task.resume_records, reporter)
+    log.info("uploaded %d records of %d bytes via %s; edge compute %.3f s", len(images), record,
+             ctx.transmitter, stream.compute_s)
+    return {"samples": len(images), "compute_s": round(stream.compute_s, 3), "record_bytes": record,
+            "feature_shape": list(shape), "epsilon": epsilon, "bytes_s3": done_bytes_s3}
+
+
+async def send_records(ctx: WorkerContext, channel: Channel, stream: Any, record: int, layout: dict[str, Any],
+                       resume_records: int, reporter: Reporter) -> int:
+    """Send an edge's record stream (``(first_index, bytes)`` chunks with a ``digest`` and ``compute_s``), then
+    RECORDS_DONE; return the bytes that went to S3. Shared by the classification and detection edges.
+
+    Over ws, records the aggregator already holds (``resume_records``) are skipped and the rest go in frames
+    of at most ``FRAME_BYTES`` (whole records), so a lost connection costs at most one frame. Over S3 the
+    whole object is uploaded and only its key crosses the websocket."""
+    num_samples = int(layout["num_samples"])
+    done: dict[str, Any] = {"num_samples": num_samples}
+    bytes_s3 = 0
     transmitter = ctx.s3()
     if transmitter is None:
         per_frame = max(1, FRAME_BYTES // record) * record
         for start, data in stream:
-            skip = max(0, min(len(data) // record, task.resume_records - start))
+            skip = max(0, min(len(data) // record, resume_records - start))
             view = memoryview(data)
             for begin in range(skip * record, len(data), per_frame):
                 await channel.send(Envelope(type=msg.RECORDS, job=ctx.job, worker=ctx.worker, kind="records",
-                                            size=len(images) * record, offset=start * record + begin, meta=layout),
+                                            size=num_samples * record, offset=start * record + begin, meta=layout),
                                    view[begin:begin + per_frame])
             reporter.update(stage="uploading", received=start + len(data) // record,
                             compute_s=round(stream.compute_s, 3))
     else:
         key = ctx.payload_key(ctx.worker, "records.u8")
         reporter.update(force=True, stage="uploading", object_key=key)
-        sha, size = await asyncio.to_thread(transmitter.upload, key, (data for _, data in stream))
+        _, bytes_s3 = await asyncio.to_thread(transmitter.upload, key, (data for _, data in stream))
         done.update(object_key=key, layout=layout)
-        done_bytes_s3 = size
     done.update(sha256=stream.digest.hexdigest(), compute_s=stream.compute_s, bytes_up=channel.bytes_sent)
     await channel.send(_envelope(ctx, msg.RECORDS_DONE, done))
-    log.info("uploaded %d records of %d bytes via %s; edge compute %.3f s", len(images), record,
-             ctx.transmitter, stream.compute_s)
-    return {"samples": len(images), "compute_s": round(stream.compute_s, 3), "record_bytes": record,
-            "feature_shape": list(shape), "epsilon": epsilon, "bytes_s3": done_bytes_s3}
+    return bytes_s3
 
 
 def _labels_to_send(labels: np.ndarray, task: msg.TaskMeta, ctx: WorkerContext) -> np.ndarray:
