@@ -45,7 +45,7 @@ def _load_job(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     job = _load_job(args)
     result = job.run(args.workdir, timeout=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
-                     max_restarts=args.max_restarts, check=False)
+                     max_restarts=args.max_restarts, check=False, prefork=not args.no_prefork)
     return result.exit_code
 
 
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="restarts per failed worker (restartPolicy OnFailure, exponential backoff from 1 s)")
     run.add_argument("--no-tls", action="store_true",
                      help="plain ws instead of wss with a per-job CA (frames are still authenticated by MAC)")
+    run.add_argument("--no-prefork", action="store_true",
+                     help="start each worker as a fresh `python -m fedmist worker ...` (as a container does) "
+                          "instead of forking it from a process that imported torch once (faster start)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="plot a job's metric history (status.json) to a PNG")

@@ -68,9 +68,11 @@ def _status(tmp_path: Path) -> dict:
 
 
 def test_fedavg_job_succeeds_with_history_model_and_lean_wire(fedavg_data, tmp_path):
+    """Also the path a container takes: --no-prefork starts every worker as a fresh interpreter."""
     job = _job_yaml(tmp_path, exit_round="3")
-    result = subprocess.run(_command(job, fedavg_data, tmp_path), capture_output=True, text=True, timeout=150,
-                            cwd=REPO)
+    result = subprocess.run(_command(job, fedavg_data, tmp_path) + ["--no-prefork"], capture_output=True, text=True,
+                            timeout=150, cwd=REPO)
+    assert not (tmp_path / "run" / "state" / "zygote.log").exists()
     status = _status(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert status["phase"] == "Succeeded"

@@ -1,7 +1,9 @@
 """Run a whole job on this machine: the aggregator and one OS process per training worker (DESIGN section 7).
 
-Each worker is started exactly as a container would start it (``python -m fedmist worker aggregate|train``
-with the env contract), so what passes here passes in a pod. The launcher only watches: it polls the
+Each worker runs the entrypoint a container runs (``fedmist worker aggregate|train`` with the env contract),
+so what passes here passes in a pod. By default it is forked from a zygote that imported torch once
+(:mod:`fedmist.launch.zygote`: seconds less start-up per job); ``prefork=False`` (``fedmist run
+--no-prefork``) starts each one as a fresh ``python -m fedmist worker ...`` instead, exactly as a container. The launcher only watches: it polls the
 processes and the workers' report files, keeps ``status.json`` current, draws progress, and ends the job.
 It only ever signals processes it started, by PID.
 """
@@ -26,6 +28,7 @@ import psutil
 from fedmist.atomic import write_json_atomic
 from fedmist.imports import python_path_env
 from fedmist.launch.progress import ProgressView
+from fedmist.launch.spawn import Zygote, ZygoteChild
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.params import PARSERS
@@ -57,6 +60,7 @@ class RunOptions:
     python_path: tuple[str, ...] = ()
     agg_port: int | None = None  # default: a free port (or $FEDMIST_AGG_PORT)
     trainer_agg_port: int | None = None  # where trainers dial (default: agg_port, or $FEDMIST_TRAINER_AGG_PORT)
+    prefork: bool = True  # fork workers from a zygote with torch preloaded (launch/zygote.py); False: exec each
 
 
 def _port_override(name: str) -> int | None:
@@ -118,7 +122,8 @@ class LocalJob:
         self.workers: list[WorkerSpec] = [job.aggregator, *job.trainers]
         self.processes = {w.name: ProcessState(w.name, w.role, memory_limit_bytes=w.memory_limit_bytes)
                           for w in self.workers}
-        self._popen: dict[str, subprocess.Popen] = {}
+        self._popen: dict[str, subprocess.Popen | ZygoteChild] = {}
+        self._zygote: Zygote | None = None
         self._psutil: dict[str, psutil.Process] = {}
         self.reports: dict[str, dict[str, Any]] = {}
         self._tls: TlsFiles | None = None
@@ -143,6 +148,8 @@ class LocalJob:
         for stale in (self.workdir / "reports").glob("*.json"):
             stale.unlink()
         self._tls = self._tls_files()
+        if self.options.prefork and hasattr(os, "fork"):
+            self._zygote = Zygote(self.workdir / "state" / "zygote.log")
         view = ProgressView(self.job.name, enabled=self.options.progress)
         deadline = time.monotonic() + self.options.timeout_s
         previous_handler = _raise_on_sigterm()
@@ -167,6 +174,8 @@ class LocalJob:
             self.status.transition(FAILED, "Terminated", "the launcher received SIGTERM; workers were stopped")
         finally:
             self._stop_all()
+            if self._zygote is not None:
+                self._zygote.close()
             self._poll()
             self._write_status()
             if previous_handler is not None:
@@ -196,12 +205,13 @@ class LocalJob:
     def _start(self, worker: WorkerSpec) -> None:
         agg_threads, trainer_threads = thread_budget(len(self.job.trainers))
         threads = agg_threads if worker.role == "aggregator" else trainer_threads
-        command = [sys.executable, "-m", "fedmist", "worker",
-                   "aggregate" if worker.role == "aggregator" else "train", *worker.args]
-        log = open(self.log_path(worker.name), "ab")
-        proc = subprocess.Popen(command, env=self._env(worker, threads), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=os.getcwd())
-        log.close()
+        argv = ["worker", "aggregate" if worker.role == "aggregator" else "train", *worker.args]
+        env = self._env(worker, threads)
+        proc = self._zygote.spawn(argv, env, self.log_path(worker.name), os.getcwd()) if self._zygote else None
+        if proc is None:
+            with open(self.log_path(worker.name), "ab") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "fedmist", *argv], env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=os.getcwd())
         self._popen[worker.name] = proc
         state = self.processes[worker.name]
         state.pid, state.exit_code = proc.pid, None

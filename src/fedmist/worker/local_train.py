@@ -6,6 +6,11 @@ optimizer in a process imports ``torch._dynamo`` (seconds on 2 cores, paid by ev
 the update is the same (``torch.optim.SGD(momentum=m)``, a fresh optimizer each round as Flower's clients
 do). The proximal term is added to the gradient as ``mu * (w - w_global)`` -- the exact gradient of
 ``mu/2 ||w - w_global||^2`` (``strategy.proximal_gradient`` is the numpy reference it is tested against).
+
+Training runs in the channels-last layout (model and each batch), as the MistNet cloud does: oneDNN's small
+convolutions and max-pooling are vectorised over channels then. Measured on the 2-core machine, LeNet-5 at
+batch 32 on one thread: 7.7-8.4 ms per step against 9.5-10.6 ms in the default layout. The model goes back to
+the default layout before returning, so state dicts and wire payloads never see the difference.
 """
 
 from __future__ import annotations
@@ -78,6 +83,20 @@ def train_local(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     the weights toward the ones the round started from. ``cancel`` is checked between batches.
     """
     started = time.perf_counter()
+    model.to(memory_format=torch.channels_last)
+    try:
+        return _train_epochs(model, images, labels, config, cancel, on_epoch, started)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _batch_layout(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: LocalConfig,
+                  cancel: threading.Event | None, on_epoch: Callable[[int, float], None] | None,
+                  started: float) -> LocalResult:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     anchor = [p.detach().clone() for p in params] if config.mu > 0 else None
@@ -91,7 +110,7 @@ def train_local(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
             if cancel is not None and cancel.is_set():
                 return LocalResult(n, time.perf_counter() - started, cancelled=True)
             idx = order[start:start + config.batch_size]
-            x, y = images[idx], labels[idx]
+            x, y = _batch_layout(images[idx]), labels[idx]
             sgd.zero_grad()
             out = model(x)
             loss = F.cross_entropy(out, y)
