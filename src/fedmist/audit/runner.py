@@ -1,7 +1,8 @@
 """``fedmist audit``: run every attack at every epsilon, add the job's accuracy, write the frontier.
 
 Per epsilon (and per series: the job as configured, a narrower cut, labels through k-ary randomized
-response) it measures the decoder attack and the likelihood attack on the victims' uploads, the job's
+response) it measures the decoder attack, the likelihood attack and the class-prototype attack
+(:mod:`fedmist.audit.prototype`) on the victims' uploads, the job's
 test accuracy from an in-process cloud training run, and membership inference on that trained model;
 baselines (mean image, decoder on raw float features, bits without flipping = eps inf) come once.
 Sizes are chosen for speed on two cores: the victims and likelihood targets are subsamples, decoders are
@@ -27,6 +28,7 @@ from fedmist.audit.judge import judge_probs, label_attack_accuracy, score, train
 from fedmist.audit.likelihood import LikelihoodConfig, activation_scale, likelihood_attack
 from fedmist.audit.membership import membership_auc, per_sample_loss
 from fedmist.audit.narrow import narrow_cut
+from fedmist.audit.prototype import class_means, predict_uploads, prototype_reconstructions
 from fedmist.audit.utility import UtilityConfig, job_accuracy, uploaded_labels
 from fedmist.data.tensors import images_to_tensor
 from fedmist.privacy.accounting import privacy_report
@@ -75,6 +77,8 @@ class _Auditor:
         self.victim_labels = torch.as_tensor(data.edge_labels[self.victim_idx])
         self.aux = images_to_tensor(data.aux_images)
         self.mean_image = self.aux.mean(0, keepdim=True)
+        self.num_classes = int(max(data.aux_labels.max(), data.edge_labels.max()) + 1)
+        self.class_means = class_means(self.aux, data.aux_labels, self.num_classes)
         self.utility = UtilityConfig(epochs=config.utility_epochs or data.epochs, batch_size=data.batch_size,
                                      learning_rate=data.learning_rate, debias=data.debias, seed=config.seed)
         self.judge: nn.Module | None = None
@@ -105,8 +109,11 @@ class _Auditor:
             aux_f, self.aux, shape, lambda f: f / scale, cfg.decoder))
         raw = score(reconstruct(dec, ch.float_features(data.edge, data.edge_images[self.victim_idx]) / scale),
                     self.victims, self.judge, self.victim_labels)
-        chance = 1.0 / int(max(data.aux_labels.max(), data.edge_labels.max()) + 1)
+        chance = 1.0 / self.num_classes
+        true_class = score(prototype_reconstructions(self.class_means, self.victim_labels), self.victims, self.judge,
+                           self.victim_labels)
         return {"mean_image": mean, "raw_float_features_decoder": raw, "chance_accuracy": chance,
+                "class_mean_of_true_label": true_class,
                 "judge_clean_accuracy": float((clean.argmax(1) == self.victim_labels).to(torch.float64).mean())}
 
     # ---- one epsilon of one series --------------------------------------------------------------------
@@ -131,6 +138,7 @@ class _Auditor:
         out["likelihood"] = score(lik, self.victims[:n], self.judge, self.victim_labels[:n])
         out["features_per_sample"] = int(math.prod(shape))
         out["shape"] = shape
+        out["observed"] = observed
         return out
 
     def row(self, series: _Series, eps: float) -> dict[str, Any]:
@@ -152,11 +160,15 @@ class _Auditor:
                                                    cfg.seed + 13))
         label_acc = label_attack_accuracy(att["decoder_probs"], uploaded, self.victim_labels, series.label_epsilon)
         privacy = privacy_report(eps, att["features_per_sample"], series.label_epsilon, num_classes=k)
+        predicted = predict_uploads(util.cloud, att["observed"], att["shape"], eps, data.debias)
+        proto = score(prototype_reconstructions(self.class_means, predicted), self.victims, self.judge,
+                      self.victim_labels)
+        attacks = (att["decoder"], att["likelihood"], proto)
         return {
             "series": series.name, "epsilon": privacy["epsilon_per_feature"], "test_accuracy": util.test_accuracy,
-            "decoder": att["decoder"], "likelihood": att["likelihood"],
-            "attack_ssim": max(att["decoder"]["ssim"], att["likelihood"]["ssim"]),
-            "attack_accuracy": max(att["decoder"]["recon_accuracy"], att["likelihood"]["recon_accuracy"]),
+            "decoder": att["decoder"], "likelihood": att["likelihood"], "prototype": proto,
+            "attack_ssim": max(a["ssim"] for a in attacks),
+            "attack_accuracy": max(a["recon_accuracy"] for a in attacks),
             "label_attack_accuracy": label_acc, "membership_auc": membership_auc(members, others),
             "privacy": privacy, "cloud_train_s": round(util.train_s, 2),
         }
