@@ -261,13 +261,14 @@ class Job:
         check_job(self._resolved, self._python_path)
 
     def run(self, workdir: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, progress: bool = False,
-            max_restarts: int = 3, tls: bool = True, check: bool = True, prefork: bool = True) -> RunResult:
+            max_restarts: int = 3, tls: bool = True, check: bool = True, prefork: bool | Any = True) -> RunResult:
         """Run the job on this machine -- the aggregator and one process per edge, as ``fedmist run`` does --
         and wait for it. ``workdir`` (default ``runs/<name>``) receives ``status.json``, logs and state.
         ``progress`` draws the live table on the terminal. Configuration errors found by :meth:`check` raise
         ``ManifestError`` before any process starts; everything after that is in the returned result.
         ``prefork=False`` starts every worker as a fresh interpreter (as a container does) instead of forking
-        it from a process that imported torch once (faster start-up; see :mod:`fedmist.launch.zygote`)."""
+        it from a process that imported torch once (faster start-up; see :mod:`fedmist.launch.zygote`); a
+        ``fedmist.launch.spawn.Zygote`` started earlier is used (and closed) by this run."""
         from fedmist.launch.local import LocalJob, RunOptions
 
         if check:

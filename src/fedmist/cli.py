@@ -43,9 +43,22 @@ def _load_job(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    job = _load_job(args)
-    result = job.run(args.workdir, timeout=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
-                     max_restarts=args.max_restarts, check=False, prefork=not args.no_prefork)
+    import os
+
+    from fedmist.launch.spawn import Zygote
+
+    # Started before the manifests are even read: its torch import (the longest part of a job's start-up)
+    # runs on one core while this process loads the launcher on the other.
+    _quiet_openmp()
+    zygote = Zygote() if not args.no_prefork and hasattr(os, "fork") else None
+    try:
+        job = _load_job(args)
+        result = job.run(args.workdir, timeout=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
+                         max_restarts=args.max_restarts, check=False,
+                         prefork=zygote if zygote is not None else not args.no_prefork)
+    finally:
+        if zygote is not None:
+            zygote.close()  # the job has closed it already, unless it never started
     return result.exit_code
 
 

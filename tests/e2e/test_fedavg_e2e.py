@@ -72,7 +72,8 @@ def test_fedavg_job_succeeds_with_history_model_and_lean_wire(fedavg_data, tmp_p
     job = _job_yaml(tmp_path, exit_round="3")
     result = subprocess.run(_command(job, fedavg_data, tmp_path) + ["--no-prefork"], capture_output=True, text=True,
                             timeout=150, cwd=REPO)
-    assert not (tmp_path / "run" / "state" / "zygote.log").exists()
+    started = [c for c in _status(tmp_path)["conditions"] if c["reason"] == "WorkersStarted"]
+    assert started and "forked" not in started[0]["message"], started
     status = _status(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert status["phase"] == "Succeeded"

@@ -62,7 +62,8 @@ def test_mistnet_job_succeeds_with_accuracy_model_and_privacy_figures(small_fmni
     meta = json.loads(Path(f"{model}.json").read_text())
     assert meta["cut_layer"] == 3 and meta["epsilon"] == 2.0 and meta["metrics"]["accuracy"] == metrics["accuracy"]
     assert (tmp_path / "run" / "logs" / "cloud.log").read_text().count("uploaded") >= 2
-    assert (tmp_path / "run" / "state" / "zygote.log").exists()  # workers were forked from the warm zygote
+    started = [c for c in status["conditions"] if c["reason"] == "WorkersStarted"]
+    assert "forked from a zygote with torch preloaded" in started[0]["message"], started
 
 
 def test_mistnet_without_epsilon_is_a_one_line_manifest_error(tmp_path):

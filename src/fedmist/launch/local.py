@@ -60,7 +60,9 @@ class RunOptions:
     python_path: tuple[str, ...] = ()
     agg_port: int | None = None  # default: a free port (or $FEDMIST_AGG_PORT)
     trainer_agg_port: int | None = None  # where trainers dial (default: agg_port, or $FEDMIST_TRAINER_AGG_PORT)
-    prefork: bool = True  # fork workers from a zygote with torch preloaded (launch/zygote.py); False: exec each
+    # Fork workers from a zygote with torch preloaded (launch/zygote.py): True starts one, a Zygote is one the
+    # caller started earlier (the job then owns and closes it); False starts each worker as a fresh interpreter.
+    prefork: bool | Zygote = True
 
 
 def _port_override(name: str) -> int | None:
@@ -148,14 +150,18 @@ class LocalJob:
         for stale in (self.workdir / "reports").glob("*.json"):
             stale.unlink()
         self._tls = self._tls_files()
-        if self.options.prefork and hasattr(os, "fork"):
+        if isinstance(self.options.prefork, Zygote):
+            self._zygote = self.options.prefork
+        elif self.options.prefork and hasattr(os, "fork"):
             self._zygote = Zygote(self.workdir / "state" / "zygote.log")
         view = ProgressView(self.job.name, enabled=self.options.progress)
         deadline = time.monotonic() + self.options.timeout_s
         previous_handler = _raise_on_sigterm()
         try:
             self._start_all()
-            self.status.transition(RUNNING, "WorkersStarted", f"{len(self.workers)} worker processes started")
+            forked = all(isinstance(p, ZygoteChild) for p in self._popen.values())
+            self.status.transition(RUNNING, "WorkersStarted", f"{len(self.workers)} worker processes started"
+                                   + (" (forked from a zygote with torch preloaded)" if forked else ""))
             with view:
                 while not self._finished():
                     if time.monotonic() > deadline:

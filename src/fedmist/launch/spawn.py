@@ -67,13 +67,19 @@ class ZygoteChild:
 class Zygote:
     """The launcher's handle on one zygote process (started at once; preloads in the background)."""
 
-    def __init__(self, stderr_path: Path) -> None:
+    def __init__(self, stderr_path: Path | None = None) -> None:
+        """Start the zygote now; ``stderr_path`` receives its own messages (preload failures), else dropped."""
         env = {**os.environ}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read by OpenMP when torch loads: must be set before
         env["PYTHONUNBUFFERED"] = "1"
-        with open(stderr_path, "ab") as err:
-            self._proc = subprocess.Popen([sys.executable, "-m", "fedmist.launch.zygote"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=err, env=env)
+        command = [sys.executable, "-m", "fedmist.launch.zygote"]
+        if stderr_path is None:
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, env=env)
+        else:
+            with open(stderr_path, "ab") as err:
+                self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                              env=env)
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self._exits: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -125,8 +131,15 @@ class Zygote:
             return None
         return ZygoteChild(int(reply["spawned"]), self)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def close(self) -> None:
-        """Stop the zygote (its stdin closes, it exits); workers it started are not touched."""
+        """Stop the zygote (its stdin closes, it exits; one still preloading is killed); workers it started are
+        not touched."""
+        if not self._ready.is_set():
+            self._proc.kill()
         try:
             if self._proc.stdin is not None:
                 self._proc.stdin.close()

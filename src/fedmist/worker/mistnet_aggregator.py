@@ -5,6 +5,7 @@ bits into the disk store, train the cloud layers, evaluate through the same bit 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import time
 from pathlib import Path
@@ -88,7 +89,12 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon)
     timeout = params.round_timeout or DEFAULT_UPLOAD_TIMEOUT_S
     min_complete = params.min_clients or ctx.participants
-    complete = asyncio.run(_collect(server, ctx, timeout, min_complete))
+    # The test set's clean channel bits are computed while the edges extract and upload (torch releases the
+    # GIL), instead of after: a fraction of a second off every job's critical path.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-features") as pool:
+        test_features = pool.submit(channel_features, edge, test[0]) if test is not None else None
+        complete = asyncio.run(_collect(server, ctx, timeout, min_complete))
+        test_packed = test_features.result() if test_features is not None else None
     reporter.update(force=True, workers=_edges_status(server), participants=complete)
 
     source = open_complete_stores(store_root, complete)
@@ -97,7 +103,6 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     reporter.update(force=True, stage="training", epoch=0, epochs=params.epochs or 10, privacy=privacy,
                     samples=len(source))
     debias = params.debias if params.debias is not None else True
-    test_packed = channel_features(edge, test[0]) if test is not None else None
     stores = _stores_summary(store_root, complete)
     checkpoints = CheckpointStore(ctx.state_dir, spec_hash(job_spec_fields(ctx, task=server.plan.fingerprint)),
                                   "mistnet-cloud")
