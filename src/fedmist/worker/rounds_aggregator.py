@@ -146,7 +146,8 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
     server = RoundServer(job=ctx.job, token=ctx.token, participants=ctx.participants, strategy=job.strategy,
                          idle_timeout=max(600.0, 4 * job.round_timeout) * job.rounds,
                          payload_timeout=job.round_timeout,
-                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx))
+                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx),
+                         spool_dir=_spool_dir(ctx))
     server.on_change = lambda: job.status(server)
     security = ctx.security()
     ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, server.limits, security)
@@ -163,6 +164,15 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
         ws_server.close()
         await ws_server.wait_closed()
         await _cleanup(server, ctx)
+
+
+def _spool_dir(ctx: WorkerContext) -> Path | None:
+    """The state dir (on the aggregator's volume) holds a streamed update's undo journal; else $TMPDIR."""
+    try:
+        ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return ctx.state_dir
 
 
 def _carrier(ctx: WorkerContext):

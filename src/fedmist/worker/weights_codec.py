@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -67,21 +68,34 @@ def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False) 
     return out
 
 
-def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool = True,
-                   writable: bool = False) -> dict[str, np.ndarray]:
-    """Parse safetensors ``buffer`` into read-only views, validating the header, offsets and values.
+class TensorSpec(NamedTuple):
+    """One tensor of a safetensors payload, as its header declares it (offsets relative to the data region)."""
 
-    Raises ProtocolError naming the tensor for a bad dtype, shape, overlapping/out-of-range data, or (with
-    ``check_finite``) a NaN/inf value. ``writable`` views (of a bytearray) let a model share the buffer.
-    """
-    view = memoryview(buffer).cast("B")
-    if len(view) < 8:
-        raise ProtocolError(f"weights payload of {len(view)} bytes is too short for safetensors")
-    (header_len,) = struct.unpack_from("<Q", view, 0)
-    if header_len == 0 or header_len > min(MAX_HEADER_BYTES, len(view) - 8):
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def header_length(prefix: bytes | bytearray | memoryview, size: int) -> int:
+    """The JSON header length from a payload's first 8 bytes, checked against the payload's ``size``."""
+    (header_len,) = struct.unpack_from("<Q", prefix, 0)
+    if header_len == 0 or header_len > min(MAX_HEADER_BYTES, size - 8):
         raise ProtocolError(f"safetensors header length {header_len} is out of range")
+    return int(header_len)
+
+
+def parse_header(raw: bytes | bytearray | memoryview, data_len: int) -> list[TensorSpec]:
+    """Validate a safetensors JSON header against a data region of ``data_len`` bytes.
+
+    Returns the tensors in header order. Why separate from :func:`decode_weights`: the aggregator's streaming
+    fold (``update_stream``) must judge an update -- dtypes, shapes, offsets -- from its header alone, before
+    any of its values arrive. Raises ProtocolError naming the tensor for a bad dtype, shape, overlapping or
+    out-of-range data.
+    """
     try:
-        header = json.loads(bytes(view[8:8 + header_len]))
+        header = json.loads(bytes(raw))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"safetensors header is not JSON: {str(exc)[:100]}") from None
     if not isinstance(header, dict):
@@ -89,10 +103,8 @@ def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool
     header.pop("__metadata__", None)
     if len(header) > MAX_TENSORS:
         raise ProtocolError(f"weights payload holds {len(header)} tensors, limit {MAX_TENSORS}")
-    data = view[8 + header_len:]
     dtypes = _dtypes()
-    spans: list[tuple[int, int, str]] = []
-    out: dict[str, np.ndarray] = {}
+    specs: list[TensorSpec] = []
     for name, info in header.items():
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise ProtocolError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
@@ -103,22 +115,40 @@ def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
             raise ProtocolError(f"tensor {name!r}: bad shape {shape!r}")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1] <= len(data)):
-            raise ProtocolError(f"tensor {name!r}: data offsets {offsets!r} outside the {len(data)}-byte buffer")
+                and 0 <= offsets[0] <= offsets[1] <= data_len):
+            raise ProtocolError(f"tensor {name!r}: data offsets {offsets!r} outside the {data_len}-byte buffer")
         count = int(np.prod(shape, dtype=np.int64))
         if offsets[1] - offsets[0] != count * dtype.itemsize:
             raise ProtocolError(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
-        array = np.frombuffer(data, dtype=dtype, count=count, offset=offsets[0]).reshape(shape)
+        specs.append(TensorSpec(name, dtype, tuple(shape), offsets[0], offsets[1]))
+    ordered = sorted(specs, key=lambda spec: (spec.start, spec.end))
+    for first, second in zip(ordered, ordered[1:]):
+        if second.start < first.end:
+            raise ProtocolError(f"tensors {first.name!r} and {second.name!r} overlap in the payload")
+    return specs
+
+
+def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool = True,
+                   writable: bool = False) -> dict[str, np.ndarray]:
+    """Parse safetensors ``buffer`` into read-only views, validating the header, offsets and values.
+
+    Raises ProtocolError naming the tensor for a bad dtype, shape, overlapping/out-of-range data, or (with
+    ``check_finite``) a NaN/inf value. ``writable`` views (of a bytearray) let a model share the buffer.
+    """
+    view = memoryview(buffer).cast("B")
+    if len(view) < 8:
+        raise ProtocolError(f"weights payload of {len(view)} bytes is too short for safetensors")
+    header_len = header_length(view, len(view))
+    data = view[8 + header_len:]
+    out: dict[str, np.ndarray] = {}
+    for spec in parse_header(view[8:8 + header_len], len(data)):
+        count = (spec.end - spec.start) // spec.dtype.itemsize
+        array = np.frombuffer(data, dtype=spec.dtype, count=count, offset=spec.start).reshape(spec.shape)
         if not writable:
             array.flags.writeable = False
         if check_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise ProtocolError(f"tensor {name!r} holds non-finite values")
-        spans.append((offsets[0], offsets[1], name))
-        out[name] = array
-    spans.sort()
-    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
-        if start < end:
-            raise ProtocolError(f"tensors {first!r} and {second!r} overlap in the payload")
+            raise ProtocolError(f"tensor {spec.name!r} holds non-finite values")
+        out[spec.name] = array
     return out
 
 
