@@ -253,7 +253,7 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
     late = await close_round(rnd, job.round_timeout, job.min_clients)
     new_weights = dict(job.strategy.finish_round())  # our own mapping: encoding empties it
     del global_weights  # the old global stays alive only as the model the previous round's test still reads
-    job.global_bytes = encode_weights(new_weights, consume=True)  # frees the aggregate tensor by tensor
+    job.global_bytes = encode_weights(new_weights, consume=True, lazy=True)  # frees the aggregate tensor by tensor
     del new_weights
     lost = sorted(set(server.take_departures()) | rnd.lost)
     return {"round": number, "participants": len(rnd.accepted), "selected": len(rnd.selected), "late": len(late),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -35,9 +35,13 @@ def _dtypes() -> dict[str, np.dtype]:
     }
 
 
-def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False) -> bytearray:
-    """Serialise named arrays as safetensors into one new buffer; with ``consume`` (``weights`` must then be
-    a mutable mapping the caller owns) each entry is removed as soon as it is copied, so its memory can go."""
+def safetensors_layout(weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+                       ) -> tuple[bytes, list[tuple[str, np.dtype, tuple[int, ...], int]]]:
+    """The safetensors prefix (8-byte length + padded JSON header) and the tensors in data order.
+
+    Shared by :func:`encode_weights` (one buffer) and :func:`write_weights` (straight to a file), so both
+    write the same bytes.
+    """
     names = {dtype: name for name, dtype in _dtypes().items()}
     layout: list[tuple[str, np.dtype, tuple[int, ...], int]] = []
     for key, value in weights.items():
@@ -47,25 +51,58 @@ def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False) 
             raise ValueError(f"tensor {key!r}: dtype {array.dtype} has no safetensors name here")
         layout.append((key, dtype, array.shape, array.nbytes))
     layout.sort(key=lambda item: (-item[1].itemsize, item[0]))  # aligned: widest dtypes first, as safetensors does
-    header: dict[str, dict] = {}
+    header: dict[str, dict] = {"__metadata__": dict(metadata)} if metadata else {}
     offset = 0
     for key, dtype, shape, nbytes in layout:
         header[key] = {"dtype": names[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    out = bytearray(8 + len(raw) + offset)
-    struct.pack_into("<Q", out, 0, len(raw))
-    out[8:8 + len(raw)] = raw
-    base = 8 + len(raw)
+    return struct.pack("<Q", len(raw)) + raw, layout
+
+
+def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False,
+                   lazy: bool = False) -> bytearray | memoryview:
+    """Serialise named arrays as safetensors into one new buffer; with ``consume`` (``weights`` must then be
+    a mutable mapping the caller owns) each entry is removed as soon as it is copied, so its memory can go.
+
+    ``lazy`` returns a writable memoryview of zero pages the OS maps only as they are written (``np.zeros``
+    over calloc) instead of a ``bytearray``, which CPython zero-fills at once. With ``consume`` that is what
+    keeps the round's end at two model copies: the new payload grows while the aggregate it replaces shrinks,
+    tensor by tensor, instead of the whole payload being touched before the first tensor is freed.
+    """
+    prefix, layout = safetensors_layout(weights)
+    size = len(prefix) + sum(nbytes for *_, nbytes in layout)
+    out: bytearray | memoryview = memoryview(np.zeros(size, np.uint8)) if lazy else bytearray(size)
+    out[:len(prefix)] = prefix
+    start = len(prefix)
     for key, dtype, shape, nbytes in layout:
-        start = base + header[key]["data_offsets"][0]
         target = np.frombuffer(out, dtype=dtype, count=nbytes // dtype.itemsize, offset=start).reshape(shape)
         np.copyto(target, np.asarray(weights[key]), casting="equiv")
         del target
+        start += nbytes
         if consume:
             del weights[key]  # type: ignore[attr-defined]
     return out
+
+
+def write_weights(handle: BinaryIO, weights: Mapping[str, np.ndarray],
+                  metadata: Mapping[str, str] | None = None) -> int:
+    """Write named arrays as safetensors to ``handle`` tensor by tensor; return the bytes written.
+
+    Why: a checkpoint of a 1 GB model must not first become a 1 GB ``bytes`` (``safetensors.numpy.save``
+    makes two); a contiguous little-endian array is written from its own memory, anything else costs one
+    tensor's copy.
+    """
+    prefix, layout = safetensors_layout(weights, metadata)
+    handle.write(prefix)
+    written = len(prefix)
+    for key, dtype, _, nbytes in layout:
+        array = np.ascontiguousarray(weights[key], dtype=dtype).reshape(-1)
+        if nbytes:
+            handle.write(memoryview(array).cast("B"))
+        written += nbytes
+    return written
 
 
 class TensorSpec(NamedTuple):
