@@ -278,7 +278,10 @@ class RoundServer:
         def open_fold(layout: Layout) -> PartialFold:
             if rnd.closed:
                 raise FoldClosed(f"round {rnd.number} closed")
-            return self.strategy.open_fold(name, meta.num_samples, layout, self.spool_dir)
+            try:
+                return self.strategy.open_fold(name, meta.num_samples, layout, self.spool_dir)
+            except RuntimeError as exc:  # the round ended between the check and here (an S3 download thread)
+                raise FoldClosed(str(exc)) from None
 
         size = _announced_size(envelope)
         if size < 8:
