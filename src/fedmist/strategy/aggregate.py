@@ -32,26 +32,40 @@ def accumulator_dtype(dtype: np.dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
+#: What an update's header says about it before its values arrive: name -> (shape, dtype).
+Layout = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+def check_layout(layout: Layout, reference: Weights, who: str) -> None:
+    """Raise ``ValueError`` naming ``who`` when ``layout`` differs from ``reference`` in keys, shapes or kind.
+
+    The one rule for both aggregation paths: a whole update (:func:`check_compatible`) and a streamed one,
+    judged from its safetensors header before any value is folded (``fedmist.worker.update_stream``).
+    """
+    missing = [k for k in reference if k not in layout]
+    unexpected = [k for k in layout if k not in reference]
+    if missing or unexpected:
+        raise ValueError(
+            f"{who}: weights do not match the global model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    for key, ref in reference.items():
+        shape, dtype = layout[key]
+        if tuple(shape) != ref.shape:
+            raise ValueError(f"{who}: {key} has shape {tuple(shape)}, expected {ref.shape}")
+        if bool(np.issubdtype(dtype, np.floating)) != is_floating(ref):
+            raise ValueError(f"{who}: {key} has dtype {dtype}, expected {ref.dtype}")
+
+
 def check_compatible(weights: Weights, reference: Weights, who: str) -> None:
     """Raise ``ValueError`` naming ``who`` when ``weights`` differs from ``reference`` in keys, shapes or kind.
 
     Finite-value checks are the wire layer's job (it already reads every byte); this guards the strategy's own
     arithmetic from a silent broadcast or a key mix-up.
     """
-    missing = [k for k in reference if k not in weights]
-    unexpected = [k for k in weights if k not in reference]
-    if missing or unexpected:
-        raise ValueError(
-            f"{who}: weights do not match the global model (missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    for key, ref in reference.items():
-        arr = weights[key]
-        if not isinstance(arr, np.ndarray):
+    for key, arr in weights.items():
+        if key in reference and not isinstance(arr, np.ndarray):
             raise ValueError(f"{who}: {key} is {type(arr).__name__}, expected a numpy array")
-        if arr.shape != ref.shape:
-            raise ValueError(f"{who}: {key} has shape {arr.shape}, expected {ref.shape}")
-        if is_floating(arr) != is_floating(ref):
-            raise ValueError(f"{who}: {key} has dtype {arr.dtype}, expected {ref.dtype}")
+    check_layout({k: (np.shape(a), np.asarray(a).dtype) for k, a in weights.items()}, reference, who)
 
 
 class WeightedSum:
@@ -86,7 +100,32 @@ class WeightedSum:
             if first:
                 self._sums[key] = scaled
             else:
-                self._sums[key] += scaled
+                self.sum_of(key)[...] += scaled
+        self.total_weight += float(weight)
+        self.count += 1
+
+    def sum_of(self, key: str) -> np.ndarray:
+        """The running sum of floating entry ``key``, created as zeros on first use.
+
+        Zeros from ``np.zeros`` are mapped lazily by the OS, so a sum costs memory only as it is written --
+        which lets a streamed update (``strategy.streaming``) fill it slice by slice.
+        """
+        total = self._sums.get(key)
+        if total is None:
+            ref = self._reference[key]
+            total = self._sums[key] = np.zeros(ref.shape, dtype=accumulator_dtype(ref.dtype))
+        return total
+
+    def carries(self, key: str) -> bool:
+        """True once a non-floating entry has been taken from an accepted result."""
+        return key in self._carried
+
+    def commit(self, weight: float, carried: Weights) -> None:
+        """Book a result folded slice by slice (:class:`~fedmist.strategy.streaming.PartialFold`)."""
+        if self._finished:
+            raise RuntimeError("WeightedSum.commit after finish()")
+        for key, value in carried.items():
+            self._carried.setdefault(key, value)
         self.total_weight += float(weight)
         self.count += 1
 
@@ -102,7 +141,7 @@ class WeightedSum:
             if key in self._carried:
                 out[key] = self._carried[key]
                 continue
-            total = self._sums[key]
+            total = self.sum_of(key)
             np.divide(total, self.total_weight, out=total)
             out[key] = total.astype(ref.dtype, copy=False)
         self._sums = {}

@@ -13,14 +13,16 @@ validation (keys, shapes, duplicate workers, call order) from the public methods
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
 
-from fedmist.strategy.aggregate import check_compatible
+from fedmist.strategy.aggregate import Layout, check_compatible, check_layout
 from fedmist.strategy.params import select_parameters, strategy_parameters
+from fedmist.strategy.streaming import FoldClosed, PartialFold
 from fedmist.strategy.types import (
     ConfigValue,
     EvaluateInstructions,
@@ -54,6 +56,7 @@ class Strategy(ABC):
         self._round: int | None = None
         self._global: Weights | None = None
         self._seen: list[str] = []
+        self._open_fold: PartialFold | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **kwargs: Any) -> Self:
@@ -116,6 +119,7 @@ class Strategy(ABC):
     # ---- aggregation: streaming path (primary) -----------------------------------------------------------
     def begin_round(self, round: int, global_weights: Weights) -> None:
         """Start aggregating ``round`` on top of ``global_weights`` (never modified); discards any unfinished round."""
+        self._drop_open_fold()
         self._round = round
         self._global = global_weights
         self._seen = []
@@ -135,11 +139,57 @@ class Strategy(ABC):
         """The new global model from everything accumulated since :meth:`begin_round`."""
         if self._global is None or self._round is None:
             raise RuntimeError("finish_round() called before begin_round()")
+        self._drop_open_fold()  # an update still arriving at the deadline is late: it never counts
         round_, global_weights = self._round, self._global
         self._round, self._global = None, None
         if not self._seen:
             raise ValueError(f"round {round_}: no results to aggregate")
         return self._finish_round(round_, global_weights)
+
+    # ---- aggregation: slice by slice, as an update's bytes arrive -------------------------------------------
+    @property
+    def folds_slices(self) -> bool:
+        """True when an update can be folded in slices as it arrives (:meth:`open_fold`), so the aggregator
+        never holds it whole. False by default: a rule that needs every update at once (median, Krum) or a
+        subclass with its own ``_accumulate`` gets whole updates through :meth:`accumulate`."""
+        return False
+
+    def open_fold(self, worker: str, num_samples: int, layout: Layout,
+                  spool_dir: Path | None = None) -> PartialFold:
+        """Start folding ``worker``'s update, judged by its ``layout`` (from its header) before any value.
+
+        Raises ``ValueError`` for a second result of the worker, a layout that does not match the global model,
+        or a strategy that does not fold slices. One fold is open at a time; :meth:`commit_fold` books it.
+        """
+        if self._global is None or self._round is None:
+            raise RuntimeError("open_fold() called before begin_round()")
+        if not self.folds_slices:
+            raise ValueError(f"{type(self).__name__} aggregates whole updates only")
+        if self._open_fold is not None and self._open_fold.state == "open":
+            raise RuntimeError(f"open_fold({worker}) while the update of {self._open_fold.worker} is open")
+        if worker in self._seen:
+            raise ValueError(f"worker {worker}: second result in round {self._round} rejected")
+        FitResult(worker, {}, num_samples)  # the same num_samples check as a whole result
+        check_layout(layout, self._global, f"worker {worker}")
+        self._open_fold = self._begin_fold(worker, num_samples, spool_dir)
+        return self._open_fold
+
+    def commit_fold(self, fold: PartialFold) -> None:
+        """Count a fully folded update; FoldClosed if the round ended (and rolled it back) meanwhile."""
+        if fold is not self._open_fold:
+            raise FoldClosed(f"the update of {fold.worker} does not belong to the open round")
+        fold.commit()
+        self._seen.append(fold.worker)
+        self._open_fold = None
+
+    def _begin_fold(self, worker: str, num_samples: int, spool_dir: Path | None) -> PartialFold:
+        """The strategy's fold target; strategies whose :attr:`folds_slices` is True override this."""
+        raise NotImplementedError
+
+    def _drop_open_fold(self) -> None:
+        fold, self._open_fold = getattr(self, "_open_fold", None), None
+        if fold is not None:
+            fold.rollback()
 
     @property
     def accumulated_workers(self) -> list[str]:

@@ -12,12 +12,14 @@ FedAvg; the strategy's job is to send ``mu`` in every round's fit config. :func:
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fedmist.strategy.aggregate import WeightedSum, check_compatible, is_floating
 from fedmist.strategy.base import Strategy
+from fedmist.strategy.streaming import PartialFold
 from fedmist.strategy.types import ConfigValue, FitResult, Weights
 
 
@@ -38,6 +40,16 @@ class FedAvg(Strategy):
     def _accumulate(self, result: FitResult) -> None:
         assert self._sum is not None  # guaranteed by Strategy.accumulate
         self._sum.add(result.weights, float(result.num_samples))
+
+    @property
+    def folds_slices(self) -> bool:
+        """A running weighted sum takes an update in any slices; a subclass that changes ``_accumulate``
+        (weighting by its metrics, say) needs the whole update and falls back to that path."""
+        return type(self)._accumulate is FedAvg._accumulate
+
+    def _begin_fold(self, worker: str, num_samples: int, spool_dir: Path | None) -> PartialFold:
+        assert self._sum is not None and self._global is not None
+        return PartialFold(self._sum, self._global, worker, float(num_samples), spool_dir)
 
     def _average(self, round: int) -> Weights:
         """The round's weighted mean; shared with the server-optimizer strategies."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from fedmist.transport.base import Channel
-from fedmist.transport.payload import recv_payload, send_payload
+from fedmist.transport.payload import recv_payload, recv_payload_into, send_payload
 from fedmist.wire.envelope import Envelope, ProtocolError
 
 OBJECT_META = "object"  # the meta entry that announces an S3 object: {"key", "sha256", "size"}
@@ -42,6 +42,9 @@ class Carrier(Protocol):
     async def receive(self, channel: Channel, first: Envelope, body: memoryview, name: str, timeout: float,
                       limit: int) -> tuple[bytearray, int]: ...
 
+    async def receive_into(self, channel: Channel, first: Envelope, body: memoryview, name: str, timeout: float,
+                           limit: int, sink: Callable[[int, memoryview], None]) -> int: ...
+
     async def cleanup(self) -> int: ...
 
 
@@ -61,6 +64,14 @@ class WsCarrier:
             raise ProtocolError(f"'{first.type}' announces an S3 object, but this job's transmitter is ws")
         _, payload = await recv_payload(channel, first, body, timeout, limit)
         return payload, 0
+
+    async def receive_into(self, channel: Channel, first: Envelope, body: memoryview, name: str, timeout: float,
+                           limit: int, sink: Callable[[int, memoryview], None]) -> int:
+        """Hand the payload to ``sink`` chunk by chunk as the frames arrive; return 0 (counted by the channel)."""
+        if first.meta.get(OBJECT_META) is not None:
+            raise ProtocolError(f"'{first.type}' announces an S3 object, but this job's transmitter is ws")
+        await recv_payload_into(channel, first, body, timeout, limit, sink)
+        return 0
 
     async def cleanup(self) -> int:
         return 0
@@ -96,6 +107,36 @@ class S3Carrier:
     async def receive(self, channel: Channel, first: Envelope, body: memoryview, name: str, timeout: float,
                       limit: int) -> tuple[bytearray, int]:
         """Download the announced object into one buffer of its declared size; return it and its size."""
+        key, sha, size = self._reference(first, name, limit)
+        buffer = bytearray(size)
+
+        def sink(offset: int, data: bytes) -> None:
+            if offset + len(data) > size:  # a slice past the end would grow the buffer
+                raise ProtocolError(f"object {key!r} is longer than its announced {size} bytes")
+            buffer[offset:offset + len(data)] = data
+
+        await self._download(key, sha, size, sink, timeout)
+        return buffer, size
+
+    async def receive_into(self, channel: Channel, first: Envelope, body: memoryview, name: str, timeout: float,
+                           limit: int, sink: Callable[[int, memoryview], None]) -> int:
+        """Stream the announced object into ``sink`` (called from a download thread); return its size.
+
+        The sink must tolerate being called after this returns on a timeout (the thread cannot be cancelled):
+        the aggregator's sink is told to discard first.
+        """
+        key, sha, size = self._reference(first, name, limit)
+
+        def bounded(offset: int, data: bytes) -> None:
+            if offset + len(data) > size:
+                raise ProtocolError(f"object {key!r} is longer than its announced {size} bytes")
+            sink(offset, memoryview(data))
+
+        await self._download(key, sha, size, bounded, timeout)
+        return size
+
+    def _reference(self, first: Envelope, name: str, limit: int) -> tuple[str, str, int]:
+        """The announced object's key, sha256 and size, each checked (the key must be the one we expect)."""
         ref = first.meta.get(OBJECT_META)
         if not isinstance(ref, dict) or set(ref) != {"key", "sha256", "size"}:
             raise ProtocolError(f"'{first.type}' must announce an object {{key, sha256, size}} on an S3 job")
@@ -107,13 +148,10 @@ class S3Carrier:
             raise ProtocolError(f"'{first.type}' object of {size!r} bytes outside 0..{limit}")
         if not isinstance(sha, str) or len(sha) != 64:
             raise ProtocolError(f"'{first.type}' object sha256 must be 64 hex digits")
-        buffer = bytearray(size)
+        return key, sha, size
 
-        def sink(offset: int, data: bytes) -> None:
-            if offset + len(data) > size:  # a slice past the end would grow the buffer
-                raise ProtocolError(f"object {key!r} is longer than its announced {size} bytes")
-            buffer[offset:offset + len(data)] = data
-
+    async def _download(self, key: str, sha: str, size: int, sink: Callable[[int, bytes], None],
+                        timeout: float) -> None:
         from fedmist.transport.s3 import S3Error
 
         started = time.monotonic()
@@ -124,7 +162,6 @@ class S3Carrier:
         except TimeoutError:
             raise ProtocolError(f"download of {key!r} took over {timeout:g} s "
                                 f"(started {time.monotonic() - started:.0f} s ago)") from None
-        return buffer, size
 
     async def cleanup(self) -> int:
         """Remove every object of this job; return how many."""

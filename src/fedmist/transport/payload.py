@@ -11,6 +11,7 @@ order, belong to the same message, and fill the buffer exactly -- so memory is o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from fedmist.transport.base import Channel
@@ -45,12 +46,11 @@ async def send_payload(channel: Channel, envelope: Envelope, data: bytes | bytea
             return sent
 
 
-class PayloadAssembler:
-    """Collects the chunks of one message into a buffer of exactly the declared size.
+class ChunkOrder:
+    """The rules every chunk of one message obeys, whether it is buffered or consumed as it comes.
 
     The first envelope fixes the message (type, round, worker, size, kind); later ones must match it and
-    continue exactly where the previous chunk ended. Payloads over ``limit`` are refused before any
-    allocation.
+    continue exactly where the previous chunk ended. Payloads over ``limit`` are refused before any allocation.
     """
 
     def __init__(self, first: Envelope, limit: int) -> None:
@@ -59,15 +59,15 @@ class PayloadAssembler:
         if first.size > limit:
             raise ProtocolError(f"'{first.type}' payload of {first.size} bytes exceeds the limit of {limit}")
         self.first = first
-        self.buffer = bytearray(first.size)
+        self.size = first.size
         self.filled = 0
 
     @property
     def complete(self) -> bool:
-        return self.filled == len(self.buffer)
+        return self.filled == self.size
 
-    def add(self, envelope: Envelope, body: memoryview | bytes) -> None:
-        """Copy one chunk into place after checking it continues this message."""
+    def check(self, envelope: Envelope, body: memoryview | bytes) -> int:
+        """Check that the chunk continues this message; return where it ends."""
         same = (envelope.type, envelope.round, envelope.worker, envelope.size, envelope.kind)
         want = (self.first.type, self.first.round, self.first.worker, self.first.size, self.first.kind)
         if same != want:
@@ -76,10 +76,23 @@ class PayloadAssembler:
         if envelope.offset != self.filled:
             raise ProtocolError(f"chunk at offset {envelope.offset}, expected {self.filled}")
         end = self.filled + len(body)
-        if end > len(self.buffer):
-            raise ProtocolError(f"chunk ends at {end}, beyond the declared size {len(self.buffer)}")
+        if end > self.size:
+            raise ProtocolError(f"chunk ends at {end}, beyond the declared size {self.size}")
         if len(body) == 0 and not self.complete:
             raise ProtocolError("empty chunk in an unfinished payload")
+        return end
+
+
+class PayloadAssembler(ChunkOrder):
+    """Collects the chunks of one message into a buffer of exactly the declared size."""
+
+    def __init__(self, first: Envelope, limit: int) -> None:
+        super().__init__(first, limit)
+        self.buffer = bytearray(first.size)
+
+    def add(self, envelope: Envelope, body: memoryview | bytes) -> None:
+        """Copy one chunk into place after checking it continues this message."""
+        end = self.check(envelope, body)
         self.buffer[self.filled:end] = body
         self.filled = end
 
@@ -101,6 +114,27 @@ async def recv_payload(channel: Channel, first: Envelope, body: memoryview, time
         envelope, chunk = await channel.recv(remaining)
         assembler.add(envelope, chunk)
     return first, assembler.buffer
+
+
+async def recv_payload_into(channel: Channel, first: Envelope, body: memoryview, timeout: float, limit: int,
+                            sink: Callable[[int, memoryview], None]) -> None:
+    """Like :func:`recv_payload`, but each chunk goes to ``sink(offset, chunk)`` as it arrives, never into a
+    payload-sized buffer (the aggregator folds an update while receiving it). ``sink`` must not keep ``chunk``.
+    """
+    order = ChunkOrder(first, limit)
+    end = order.check(first, body)
+    sink(0, body)
+    order.filled = end
+    deadline = time.monotonic() + timeout
+    while not order.complete:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s "
+                                f"({order.filled} of {first.size} bytes)")
+        envelope, chunk = await channel.recv(remaining)
+        end = order.check(envelope, chunk)
+        sink(order.filled, chunk)
+        order.filled = end
 
 
 async def drain_payload(channel: Channel, first: Envelope, body: memoryview, timeout: float) -> int:

@@ -14,17 +14,19 @@ A write that fails (disk full, file-size limit) leaves the previous checkpoint a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from fedmist.atomic import write_bytes_atomic
+from fedmist.atomic import write_atomic
+from fedmist.worker.weights_codec import write_weights
 
 log = logging.getLogger("fedmist.checkpoint")
 
@@ -33,7 +35,7 @@ FILE_NAME = "checkpoint.safetensors"
 _META_KEY = "fedmist"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 
-Writer = Callable[[Path, bytes], None]
+Writer = Callable[[Path, Callable[[BinaryIO], object]], None]  # fedmist.atomic.write_atomic
 
 
 class CheckpointError(ValueError):
@@ -68,18 +70,27 @@ def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-        digest.update(arr.tobytes())
+        digest.update(memoryview(arr.reshape(-1)).cast("B"))  # the array's own memory, no tobytes() copy
     return digest.hexdigest()
 
 
 def encode(checkpoint: Checkpoint) -> bytes:
     """The checkpoint as safetensors bytes, its JSON header under the ``fedmist`` metadata key."""
-    from safetensors.numpy import save
+    out = io.BytesIO()
+    write(out, checkpoint)
+    return out.getvalue()
 
+
+def write(handle: BinaryIO, checkpoint: Checkpoint) -> int:
+    """Write :func:`encode`'s bytes to ``handle`` array by array (no checkpoint-sized buffer); return the size.
+
+    Why: ``safetensors.numpy.save`` builds the whole file in memory twice over, which at a round boundary of a
+    1 GB model was two model copies on top of the global model (BENCHMARKS.md, FedAvg aggregator memory).
+    """
     arrays = {k: np.ascontiguousarray(v) for k, v in checkpoint.arrays.items()}
     header = {"format": FORMAT, "kind": checkpoint.kind, "spec_hash": checkpoint.spec_hash,
               "step": int(checkpoint.step), "arrays_sha256": _arrays_digest(arrays), "meta": checkpoint.meta}
-    return save(arrays, metadata={_META_KEY: json.dumps(header, allow_nan=True)})
+    return write_weights(handle, arrays, {_META_KEY: json.dumps(header, allow_nan=True)})
 
 
 def decode(data: bytes) -> Checkpoint:
@@ -111,7 +122,7 @@ def decode(data: bytes) -> Checkpoint:
 class CheckpointStore:
     """Save and load one aggregator's checkpoint in ``folder`` for one job spec and runtime ``kind``."""
 
-    def __init__(self, folder: Path, spec: str, kind: str, writer: Writer = write_bytes_atomic) -> None:
+    def __init__(self, folder: Path, spec: str, kind: str, writer: Writer = write_atomic) -> None:
         self.path = Path(folder) / FILE_NAME
         self.spec = spec
         self.kind = kind
@@ -119,9 +130,14 @@ class CheckpointStore:
 
     def save(self, step: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> int:
         """Replace the checkpoint atomically; return its size. Raises OSError (the old file stays intact)."""
-        data = encode(Checkpoint(self.kind, self.spec, step, dict(arrays), dict(meta)))
-        self._writer(self.path, data)
-        return len(data)
+        checkpoint = Checkpoint(self.kind, self.spec, step, dict(arrays), dict(meta))
+        size = [0]
+
+        def fill(handle: BinaryIO) -> None:
+            size[0] = write(handle, checkpoint)
+
+        self._writer(self.path, fill)
+        return size[0]
 
     def try_save(self, step: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bool:
         """:meth:`save`, but a failed write (disk full...) is logged and the job goes on from the old one."""

@@ -146,7 +146,8 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
     server = RoundServer(job=ctx.job, token=ctx.token, participants=ctx.participants, strategy=job.strategy,
                          idle_timeout=max(600.0, 4 * job.round_timeout) * job.rounds,
                          payload_timeout=job.round_timeout,
-                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx))
+                         max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx),
+                         spool_dir=_spool_dir(ctx))
     server.on_change = lambda: job.status(server)
     security = ctx.security()
     ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, server.limits, security)
@@ -163,6 +164,15 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
         ws_server.close()
         await ws_server.wait_closed()
         await _cleanup(server, ctx)
+
+
+def _spool_dir(ctx: WorkerContext) -> Path | None:
+    """The state dir (on the aggregator's volume) holds a streamed update's undo journal; else $TMPDIR."""
+    try:
+        ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return ctx.state_dir
 
 
 def _carrier(ctx: WorkerContext):
@@ -243,7 +253,7 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
     late = await close_round(rnd, job.round_timeout, job.min_clients)
     new_weights = dict(job.strategy.finish_round())  # our own mapping: encoding empties it
     del global_weights  # the old global stays alive only as the model the previous round's test still reads
-    job.global_bytes = encode_weights(new_weights, consume=True)  # frees the aggregate tensor by tensor
+    job.global_bytes = encode_weights(new_weights, consume=True, lazy=True)  # frees the aggregate tensor by tensor
     del new_weights
     lost = sorted(set(server.take_departures()) | rnd.lost)
     return {"round": number, "participants": len(rnd.accepted), "selected": len(rnd.selected), "late": len(late),

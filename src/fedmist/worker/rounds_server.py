@@ -1,9 +1,12 @@
 """The aggregator's connections in the round engine: admit trainers, hand out rounds, take results as they come.
 
 One handler task per trainer connection reads that trainer's frames for the whole job; the round loop
-(``rounds_aggregator``) only opens rounds, sends FIT and waits on :class:`OpenRound`. A result is folded into
-the strategy the moment its last chunk arrives (streaming aggregation), under a one-slot semaphore, so the
-aggregator holds at most one update buffer besides the global model and the strategy's accumulator. Late
+(``rounds_aggregator``) only opens rounds, sends FIT and waits on :class:`OpenRound`. For a running-sum
+strategy (FedAvg, FedProx, the FedOpt family) a result is folded into the sum chunk by chunk as its frames
+arrive (``update_stream``), so the aggregator holds the global model and the sum, never a whole update; the
+strategies that need every update at once (median, trimmed mean, Krum) get each one whole when its last
+chunk arrives. Either way updates are taken one at a time (a one-slot semaphore): one buffer or one open fold
+and its undo journal, however many trainers report at once. Late
 results are read to the end and dropped without being buffered. A bad peer gets a logged reason and an error
 reply and never takes the aggregator down; a rejected update (NaN, wrong shape) is logged and the round goes on.
 """
@@ -15,14 +18,18 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fedmist.strategy import FitResult, Strategy
+from fedmist.strategy.aggregate import Layout
+from fedmist.strategy.streaming import FoldClosed, PartialFold
 from fedmist.transport.base import Channel, TransportError
-from fedmist.transport.carrier import Carrier, WsCarrier
+from fedmist.transport.carrier import OBJECT_META, Carrier, WsCarrier
 from fedmist.transport.payload import drain_payload
 from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
+from fedmist.worker.update_stream import UpdateStream
 from fedmist.worker.weights_codec import decode_weights
 
 log = logging.getLogger("fedmist.aggregator")
@@ -68,6 +75,15 @@ class OpenRound:
         return sorted(self.selected - set(self.accepted) - self.rejected - self.lost)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What became of one received update: accepted, refused (``error``), or late (the round ended first)."""
+
+    via_object: int  # payload bytes that came as an S3 object (ws frames are counted by the channel)
+    error: str | None = None
+    late: bool = False
+
+
 @dataclass
 class RoundServer:
     job: str
@@ -81,6 +97,7 @@ class RoundServer:
     limits: Limits = field(default_factory=Limits)
     on_change: Callable[[], None] = lambda: None
     carrier: Carrier = field(default_factory=WsCarrier)  # inline frames (ws) or S3 objects (transport.carrier)
+    spool_dir: Path | None = None  # where a streamed update's undo journal lives (a temporary file; None: $TMPDIR)
     workers: dict[str, WorkerState] = field(default_factory=dict)
     current: OpenRound | None = None
     stopping: bool = False
@@ -209,22 +226,20 @@ class RoundServer:
             log.info("discarded a late result of %s for round %d", name, envelope.round)
             self.on_change()
             return
-        async with self._slot:
-            payload, via_object = await self.carrier.receive(
-                channel, envelope, body, f"round-{envelope.round}", self.payload_timeout,
-                self.max_update_bytes or self.limits.max_payload_bytes)
-            received = channel.bytes_received - before + via_object
+        async with self._slot:  # one update at a time: one fold open, one undo journal, one buffer
+            if self.strategy.folds_slices:
+                verdict = await self._fold_streaming(name, channel, envelope, body, meta, rnd)
+            else:
+                verdict = await self._fold_whole(name, channel, envelope, body, meta, rnd)
+            received = channel.bytes_received - before + verdict.via_object
             state.bytes_up += received
             rnd.bytes_up += received
-            if rnd.closed:  # the deadline passed while the last chunks were in flight
+            if verdict.late:  # the deadline passed while the last chunks were in flight
                 state.late += 1
                 self.on_change()
                 return
-            try:
-                weights = decode_weights(payload)
-                self.strategy.accumulate(FitResult(name, weights, meta.num_samples, dict(meta.metrics)))
-            except (ProtocolError, ValueError) as exc:
-                log.warning("rejected the round %d update of %s: %s", rnd.number, name, exc)
+            if verdict.error is not None:
+                log.warning("rejected the round %d update of %s: %s", rnd.number, name, verdict.error)
                 rnd.rejected.add(name)
                 state.rejected += 1
                 state.phase = "Rejected"
@@ -235,9 +250,69 @@ class RoundServer:
                 state.phase = "Reported"
                 state.compute_s = round(state.compute_s + meta.compute_s, 3)
                 state.local_metrics = dict(meta.metrics)
-            del payload
         rnd.changed.set()
         self.on_change()
+
+    async def _fold_whole(self, name: str, channel: Channel, envelope: Envelope, body: memoryview,
+                          meta: msg.FitResultMeta, rnd: OpenRound) -> "Verdict":
+        """Receive the update whole, validate it, then accumulate (strategies that need every update)."""
+        payload, via_object = await self.carrier.receive(
+            channel, envelope, body, f"round-{envelope.round}", self.payload_timeout, self._limit)
+        if rnd.closed:
+            return Verdict(via_object, late=True)
+        try:
+            weights = decode_weights(payload)
+            self.strategy.accumulate(FitResult(name, weights, meta.num_samples, dict(meta.metrics)))
+        except (ProtocolError, ValueError) as exc:
+            return Verdict(via_object, error=str(exc))
+        return Verdict(via_object)
+
+    async def _fold_streaming(self, name: str, channel: Channel, envelope: Envelope, body: memoryview,
+                              meta: msg.FitResultMeta, rnd: OpenRound) -> "Verdict":
+        """Fold the update into the strategy's sum chunk by chunk as it arrives (no copy of it is held).
+
+        The header is judged before any value is folded; a non-finite value in any chunk rolls back what the
+        update already folded (exactly: ``strategy.streaming``); a round that ends while the update is still
+        arriving rolls it back too and books it late. A transport failure mid-update rolls back and propagates.
+        """
+        def open_fold(layout: Layout) -> PartialFold:
+            if rnd.closed:
+                raise FoldClosed(f"round {rnd.number} closed")
+            try:
+                return self.strategy.open_fold(name, meta.num_samples, layout, self.spool_dir)
+            except RuntimeError as exc:  # the round ended between the check and here (an S3 download thread)
+                raise FoldClosed(str(exc)) from None
+
+        size = _announced_size(envelope)
+        if size < 8:
+            await drain_payload(channel, envelope, body, self.payload_timeout)
+            return Verdict(0, error=f"weights payload of {size} bytes is too short for safetensors")
+        stream = UpdateStream(size, open_fold)
+        try:
+            via_object = await self.carrier.receive_into(
+                channel, envelope, body, f"round-{envelope.round}", self.payload_timeout, self._limit, stream.feed)
+        except BaseException:
+            stream.closed = True  # an S3 download thread may still call feed: it must only discard
+            stream.rollback()
+            raise
+        stream.finish()
+        if stream.error is not None:
+            stream.rollback()
+            folded = stream.fold.folded if stream.fold is not None else 0
+            undone = f"rolled back {folded} values already folded" if folded else "nothing was folded"
+            return Verdict(via_object, error=f"{stream.error} ({undone})")
+        if stream.closed or rnd.closed or stream.fold is None:
+            stream.rollback()
+            return Verdict(via_object, late=True)
+        try:
+            self.strategy.commit_fold(stream.fold)
+        except FoldClosed:
+            return Verdict(via_object, late=True)
+        return Verdict(via_object)
+
+    @property
+    def _limit(self) -> int:
+        return self.max_update_bytes or self.limits.max_payload_bytes
 
     def take_departures(self) -> list[str]:
         """Workers lost since the last call (a worker that dies between rounds is booked to the next one)."""
@@ -258,6 +333,14 @@ class RoundServer:
 
     def _envelope(self, kind: str, meta: dict) -> Envelope:
         return Envelope(type=kind, job=self.job, worker="aggregator", meta=meta)
+
+
+def _announced_size(envelope: Envelope) -> int:
+    """The update's size: its S3 object's (checked again by the carrier) or its frames' declared size."""
+    ref = envelope.meta.get(OBJECT_META)
+    if isinstance(ref, dict) and type(ref.get("size")) is int:
+        return int(ref["size"])
+    return envelope.size
 
 
 async def _reply_error(channel: Channel, job: str, reason: str) -> None:

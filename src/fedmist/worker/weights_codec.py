@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -34,9 +35,13 @@ def _dtypes() -> dict[str, np.dtype]:
     }
 
 
-def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False) -> bytearray:
-    """Serialise named arrays as safetensors into one new buffer; with ``consume`` (``weights`` must then be
-    a mutable mapping the caller owns) each entry is removed as soon as it is copied, so its memory can go."""
+def safetensors_layout(weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+                       ) -> tuple[bytes, list[tuple[str, np.dtype, tuple[int, ...], int]]]:
+    """The safetensors prefix (8-byte length + padded JSON header) and the tensors in data order.
+
+    Shared by :func:`encode_weights` (one buffer) and :func:`write_weights` (straight to a file), so both
+    write the same bytes.
+    """
     names = {dtype: name for name, dtype in _dtypes().items()}
     layout: list[tuple[str, np.dtype, tuple[int, ...], int]] = []
     for key, value in weights.items():
@@ -46,25 +51,118 @@ def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False) 
             raise ValueError(f"tensor {key!r}: dtype {array.dtype} has no safetensors name here")
         layout.append((key, dtype, array.shape, array.nbytes))
     layout.sort(key=lambda item: (-item[1].itemsize, item[0]))  # aligned: widest dtypes first, as safetensors does
-    header: dict[str, dict] = {}
+    header: dict[str, dict] = {"__metadata__": dict(metadata)} if metadata else {}
     offset = 0
     for key, dtype, shape, nbytes in layout:
         header[key] = {"dtype": names[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    out = bytearray(8 + len(raw) + offset)
-    struct.pack_into("<Q", out, 0, len(raw))
-    out[8:8 + len(raw)] = raw
-    base = 8 + len(raw)
+    return struct.pack("<Q", len(raw)) + raw, layout
+
+
+def encode_weights(weights: Mapping[str, np.ndarray], *, consume: bool = False,
+                   lazy: bool = False) -> bytearray | memoryview:
+    """Serialise named arrays as safetensors into one new buffer; with ``consume`` (``weights`` must then be
+    a mutable mapping the caller owns) each entry is removed as soon as it is copied, so its memory can go.
+
+    ``lazy`` returns a writable memoryview of zero pages the OS maps only as they are written (``np.zeros``
+    over calloc) instead of a ``bytearray``, which CPython zero-fills at once. With ``consume`` that is what
+    keeps the round's end at two model copies: the new payload grows while the aggregate it replaces shrinks,
+    tensor by tensor, instead of the whole payload being touched before the first tensor is freed.
+    """
+    prefix, layout = safetensors_layout(weights)
+    size = len(prefix) + sum(nbytes for *_, nbytes in layout)
+    out: bytearray | memoryview = memoryview(np.zeros(size, np.uint8)) if lazy else bytearray(size)
+    out[:len(prefix)] = prefix
+    start = len(prefix)
     for key, dtype, shape, nbytes in layout:
-        start = base + header[key]["data_offsets"][0]
         target = np.frombuffer(out, dtype=dtype, count=nbytes // dtype.itemsize, offset=start).reshape(shape)
         np.copyto(target, np.asarray(weights[key]), casting="equiv")
         del target
+        start += nbytes
         if consume:
             del weights[key]  # type: ignore[attr-defined]
     return out
+
+
+def write_weights(handle: BinaryIO, weights: Mapping[str, np.ndarray],
+                  metadata: Mapping[str, str] | None = None) -> int:
+    """Write named arrays as safetensors to ``handle`` tensor by tensor; return the bytes written.
+
+    Why: a checkpoint of a 1 GB model must not first become a 1 GB ``bytes`` (``safetensors.numpy.save``
+    makes two); a contiguous little-endian array is written from its own memory, anything else costs one
+    tensor's copy.
+    """
+    prefix, layout = safetensors_layout(weights, metadata)
+    handle.write(prefix)
+    written = len(prefix)
+    for key, dtype, _, nbytes in layout:
+        array = np.ascontiguousarray(weights[key], dtype=dtype).reshape(-1)
+        if nbytes:
+            handle.write(memoryview(array).cast("B"))
+        written += nbytes
+    return written
+
+
+class TensorSpec(NamedTuple):
+    """One tensor of a safetensors payload, as its header declares it (offsets relative to the data region)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def header_length(prefix: bytes | bytearray | memoryview, size: int) -> int:
+    """The JSON header length from a payload's first 8 bytes, checked against the payload's ``size``."""
+    (header_len,) = struct.unpack_from("<Q", prefix, 0)
+    if header_len == 0 or header_len > min(MAX_HEADER_BYTES, size - 8):
+        raise ProtocolError(f"safetensors header length {header_len} is out of range")
+    return int(header_len)
+
+
+def parse_header(raw: bytes | bytearray | memoryview, data_len: int) -> list[TensorSpec]:
+    """Validate a safetensors JSON header against a data region of ``data_len`` bytes.
+
+    Returns the tensors in header order. Why separate from :func:`decode_weights`: the aggregator's streaming
+    fold (``update_stream``) must judge an update -- dtypes, shapes, offsets -- from its header alone, before
+    any of its values arrive. Raises ProtocolError naming the tensor for a bad dtype, shape, overlapping or
+    out-of-range data.
+    """
+    try:
+        header = json.loads(bytes(raw))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"safetensors header is not JSON: {str(exc)[:100]}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("safetensors header must be a JSON object")
+    header.pop("__metadata__", None)
+    if len(header) > MAX_TENSORS:
+        raise ProtocolError(f"weights payload holds {len(header)} tensors, limit {MAX_TENSORS}")
+    dtypes = _dtypes()
+    specs: list[TensorSpec] = []
+    for name, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ProtocolError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
+        dtype = dtypes.get(info["dtype"]) if isinstance(info["dtype"], str) else None
+        shape, offsets = info["shape"], info["data_offsets"]
+        if dtype is None:
+            raise ProtocolError(f"tensor {name!r}: unsupported dtype {info['dtype']!r}")
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise ProtocolError(f"tensor {name!r}: bad shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_len):
+            raise ProtocolError(f"tensor {name!r}: data offsets {offsets!r} outside the {data_len}-byte buffer")
+        count = int(np.prod(shape, dtype=np.int64))
+        if offsets[1] - offsets[0] != count * dtype.itemsize:
+            raise ProtocolError(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
+        specs.append(TensorSpec(name, dtype, tuple(shape), offsets[0], offsets[1]))
+    ordered = sorted(specs, key=lambda spec: (spec.start, spec.end))
+    for first, second in zip(ordered, ordered[1:]):
+        if second.start < first.end:
+            raise ProtocolError(f"tensors {first.name!r} and {second.name!r} overlap in the payload")
+    return specs
 
 
 def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool = True,
@@ -77,48 +175,17 @@ def decode_weights(buffer: bytes | bytearray | memoryview, *, check_finite: bool
     view = memoryview(buffer).cast("B")
     if len(view) < 8:
         raise ProtocolError(f"weights payload of {len(view)} bytes is too short for safetensors")
-    (header_len,) = struct.unpack_from("<Q", view, 0)
-    if header_len == 0 or header_len > min(MAX_HEADER_BYTES, len(view) - 8):
-        raise ProtocolError(f"safetensors header length {header_len} is out of range")
-    try:
-        header = json.loads(bytes(view[8:8 + header_len]))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"safetensors header is not JSON: {str(exc)[:100]}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError("safetensors header must be a JSON object")
-    header.pop("__metadata__", None)
-    if len(header) > MAX_TENSORS:
-        raise ProtocolError(f"weights payload holds {len(header)} tensors, limit {MAX_TENSORS}")
+    header_len = header_length(view, len(view))
     data = view[8 + header_len:]
-    dtypes = _dtypes()
-    spans: list[tuple[int, int, str]] = []
     out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise ProtocolError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
-        dtype = dtypes.get(info["dtype"]) if isinstance(info["dtype"], str) else None
-        shape, offsets = info["shape"], info["data_offsets"]
-        if dtype is None:
-            raise ProtocolError(f"tensor {name!r}: unsupported dtype {info['dtype']!r}")
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-            raise ProtocolError(f"tensor {name!r}: bad shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1] <= len(data)):
-            raise ProtocolError(f"tensor {name!r}: data offsets {offsets!r} outside the {len(data)}-byte buffer")
-        count = int(np.prod(shape, dtype=np.int64))
-        if offsets[1] - offsets[0] != count * dtype.itemsize:
-            raise ProtocolError(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes for shape {shape} {dtype}")
-        array = np.frombuffer(data, dtype=dtype, count=count, offset=offsets[0]).reshape(shape)
+    for spec in parse_header(view[8:8 + header_len], len(data)):
+        count = (spec.end - spec.start) // spec.dtype.itemsize
+        array = np.frombuffer(data, dtype=spec.dtype, count=count, offset=spec.start).reshape(spec.shape)
         if not writable:
             array.flags.writeable = False
         if check_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise ProtocolError(f"tensor {name!r} holds non-finite values")
-        spans.append((offsets[0], offsets[1], name))
-        out[name] = array
-    spans.sort()
-    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
-        if start < end:
-            raise ProtocolError(f"tensors {first!r} and {second!r} overlap in the payload")
+            raise ProtocolError(f"tensor {spec.name!r} holds non-finite values")
+        out[spec.name] = array
     return out
 
 
