@@ -1,5 +1,6 @@
 """FedAvg end to end: the 2-worker example's manifests on small real Fashion-MNIST splits, run by the real CLI
-as separate processes -- a clean job, and one where a trainer is SIGKILLed mid-job and the quorum carries on."""
+as separate processes -- a clean job, one where a trainer is SIGKILLed mid-job and the quorum carries on, and one
+where a trainer sends NaN weights every round and the rounds complete without it."""
 
 from __future__ import annotations
 
@@ -139,3 +140,44 @@ def test_sigkilled_trainer_is_counted_lost_and_the_quorum_finishes(fedavg_data, 
     assert status["workers"]["edge2"]["phase"] == ("Succeeded" if max_restarts else "Failed")
     assert status["metrics"]["accuracy"] > 0.6
     assert (tmp_path / "model" / "lenet5-fedavg.pth").is_file()
+
+
+POISON_TRAINER = '''
+import math
+
+import torch
+
+from fedmist.training import LocalResult, SGDTrainer
+
+
+class NaNTrainer(SGDTrainer):
+    """Trains as usual, then poisons one weight: the update arrives with a NaN in its last tensor."""
+
+    def train(self, model, inputs, labels, config, cancel):
+        result = SGDTrainer.train(self, model, inputs, labels, config, cancel)
+        with torch.no_grad():
+            list(model.parameters())[-1][-1] = math.nan
+        return result
+'''
+
+
+def test_a_nan_update_is_refused_with_a_logged_reason_and_the_rounds_complete(fedavg_data, tmp_path):
+    job = _job_yaml(tmp_path, exit_round="2", min_clients="1", round_timeout="60")
+    docs = list(yaml.safe_load_all(job.read_text()))
+    fl = next(d for d in docs if d["kind"] == "FederatedLearningJob")
+    poisoned = fl["spec"]["trainingWorkers"][1]["template"]["spec"]
+    poisoned["containers"][0]["env"].append({"name": "trainer", "value": "poison_trainer:NaNTrainer"})
+    job.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    (tmp_path / "poison_trainer.py").write_text(POISON_TRAINER)  # beside the job file: on the workers' path
+    result = subprocess.run(_command(job, fedavg_data, tmp_path), capture_output=True, text=True, timeout=150,
+                            cwd=REPO)
+    status = _status(tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert status["phase"] == "Succeeded"
+    history = status["metrics"]["history"]
+    bad = poisoned["nodeName"]
+    assert [(h["participants"], h["rejected"]) for h in history] == [(1, [bad]), (1, [bad])]
+    assert status["metrics"]["accuracy"] > 0.3  # a NaN in the global model would leave it at chance (0.1)
+    aggregator_log = (tmp_path / "run" / "logs" / "cloud.log").read_text()  # the aggregator's nodeName
+    assert (f"rejected the round 1 update of {bad}: tensor '11.bias' holds non-finite values (rolled back"
+            in aggregator_log), aggregator_log[-3000:]
