@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedmist.data.augment import Augmentation, resolve_augmentation
+from fedmist.models.layout import channels_last_training
 from fedmist.models.optim import OneCycleSGD
 from fedmist.privacy.channel import bit_lookup_table, keep_probability, unpack_with_table
 from fedmist.privacy.channel import debias as debias_bits
@@ -180,7 +181,17 @@ def train_cloud(
     rng = np.random.default_rng(seed)
     steps_per_epoch = math.ceil(n / batch_size)
     decode = _Decoder(shape, input_values(epsilon, debias, train=True))
-    cloud.to(memory_format=torch.channels_last)
+    with channels_last_training(cloud):
+        return _run_epochs(cloud, source, epochs, batch_size, max_lr, weight_decay, decode, aug, gen, rng,
+                           steps_per_epoch, on_epoch, resume, on_epoch_end)
+
+
+def _run_epochs(cloud: nn.Module, source: PackedFeatureSource, epochs: int, batch_size: int, max_lr: float,
+                weight_decay: float, decode: _Decoder, aug: Augmentation | None, gen: torch.Generator,
+                rng: np.random.Generator, steps_per_epoch: int,
+                on_epoch: Callable[[int, dict[str, float]], None] | None, resume: CloudTrainState | None,
+                on_epoch_end: Callable[[int, CloudTrainState], None] | None) -> dict[str, object]:
+    n = len(source)
     opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch,
                       weight_decay=weight_decay)
     history: list[dict[str, float]] = []
@@ -220,7 +231,6 @@ def train_cloud(
             on_epoch(epoch, stats)
         if on_epoch_end is not None:
             on_epoch_end(epoch, _snapshot(epoch, cloud, opt, rng, gen, history))
-    cloud.to(memory_format=torch.contiguous_format)
     cloud.eval()
     return {"history": history, "seconds": time.perf_counter() - t_start, "steps": epochs * steps_per_epoch}
 

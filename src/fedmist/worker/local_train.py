@@ -7,10 +7,9 @@ the update is the same (``torch.optim.SGD(momentum=m)``, a fresh optimizer each 
 do). The proximal term is added to the gradient as ``mu * (w - w_global)`` -- the exact gradient of
 ``mu/2 ||w - w_global||^2`` (``strategy.proximal_gradient`` is the numpy reference it is tested against).
 
-Training runs in the channels-last layout (model and each batch), as the MistNet cloud does: oneDNN's small
-convolutions and max-pooling are vectorised over channels then. Measured on the 2-core machine, LeNet-5 at
-batch 32 on one thread: 7.7-8.4 ms per step against 9.5-10.6 ms in the default layout. The model goes back to
-the default layout before returning, so state dicts and wire payloads never see the difference.
+Training runs in the channels-last layout (model and each batch, :mod:`fedmist.models.layout`), as the
+MistNet cloud does. Measured on the 2-core machine, LeNet-5 at batch 32 on one thread: 7.7-8.4 ms per step
+against 9.5-10.6 ms in the default layout.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedmist.data.tensors import model_input
+from fedmist.models.layout import channels_last_training, to_channels_last
 from fedmist.models.optim import MomentumSGD
 
 EVAL_BATCH = 1000
@@ -83,15 +83,8 @@ def train_local(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     the weights toward the ones the round started from. ``cancel`` is checked between batches.
     """
     started = time.perf_counter()
-    model.to(memory_format=torch.channels_last)
-    try:
+    with channels_last_training(model):
         return _train_epochs(model, images, labels, config, cancel, on_epoch, started)
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-
-
-def _batch_layout(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def _train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: LocalConfig,
@@ -110,7 +103,7 @@ def _train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             if cancel is not None and cancel.is_set():
                 return LocalResult(n, time.perf_counter() - started, cancelled=True)
             idx = order[start:start + config.batch_size]
-            x, y = _batch_layout(images[idx]), labels[idx]
+            x, y = to_channels_last(images[idx]), labels[idx]
             sgd.zero_grad()
             out = model(x)
             loss = F.cross_entropy(out, y)
