@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ from fedmist.wire.envelope import Envelope, MacMismatch, ProtocolError
 if TYPE_CHECKING:
     from fedmist.transport.base import Channel
 
-
-log = logging.getLogger("fedmist.transport")
 
 def derive_mac_key(token: str) -> bytes:
     """A key for frame MACs, derived from the job token so the token itself never keys two purposes."""
