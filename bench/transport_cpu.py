@@ -1,4 +1,4 @@
-"""Benchmark: CPU cost of fedmist's ws framing per side, without a network, at several chunk sizes.
+"""Benchmark: CPU cost of ws framing per side with the websockets library (used before picows), no network.
 
     .venv/bin/python bench/transport_cpu.py [--mb 128]
 

@@ -64,7 +64,7 @@ async def _rejected(url: str, frames: list[Envelope | bytes]) -> str:
     channel = await ws.connect(url)
     for frame in frames:
         if isinstance(frame, bytes):
-            await channel._conn.send(frame)  # raw, possibly malformed, bytes straight onto the socket
+            await channel.send_raw(frame)  # raw, possibly malformed, bytes straight onto the socket
         else:
             await channel.send(frame)
     try:

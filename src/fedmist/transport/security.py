@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,37 +17,6 @@ from fedmist.wire.envelope import Envelope, MacMismatch, ProtocolError
 
 if TYPE_CHECKING:
     from fedmist.transport.base import Channel
-
-
-log = logging.getLogger("fedmist.transport")
-
-#: What a failed server-side handshake most likely means, for the aggregator's log.
-_HANDSHAKE_HINTS = {
-    "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust the CA that signed this aggregator's certificate",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "the client rejected this aggregator's certificate",
-    "HTTP_REQUEST": "the client spoke plain ws to the wss port",
-    "WRONG_VERSION_NUMBER": "the client did not speak TLS",
-}
-
-
-class _LoggedHandshake(ssl.SSLObject):
-    """A server-side TLS object that logs why a handshake failed.
-
-    Why: asyncio drops a failed server handshake silently (it only logs in debug mode), so an aggregator
-    would never learn that a trainer is configured with the wrong CA. asyncio does not hand the peer's address
-    to the TLS object, so the line names the reason only; the client's own error names the server.
-    """
-
-    def do_handshake(self) -> None:
-        try:
-            super().do_handshake()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise
-        except ssl.SSLError as exc:
-            reason = exc.reason or type(exc).__name__
-            hint = _HANDSHAKE_HINTS.get(reason, "")
-            log.warning("TLS handshake with a client failed: %s%s", reason, f" ({hint})" if hint else "")
-            raise
 
 
 def derive_mac_key(token: str) -> bytes:
@@ -84,7 +52,6 @@ class Security:
             server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             server.minimum_version = ssl.TLSVersion.TLSv1_2
             server.load_cert_chain(cert, key)
-            server.sslobject_class = _LoggedHandshake
         client = None
         if ca:
             client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)

@@ -1,7 +1,8 @@
-"""Websocket transmitter (the default): binary websocket messages, one fedmist frame each.
+"""Websocket transmitter (the default): binary websocket messages, one fedmist frame each, over picows.
 
-Compression is off (packed bits and float weights do not compress) and the websocket message size limit is
-the frame limit, so an oversized frame is refused by the library before it is buffered whole.
+Compression is off (picows has none; packed bits and float weights do not compress) and the websocket frame
+size limit is the fedmist frame limit, so an oversized frame is refused before it is buffered whole. Fragmented
+websocket messages are refused (fedmist never sends them). See ws_bridge.py for why picows and the bounds.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from websockets.asyncio.client import connect as _ws_connect
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.asyncio.server import serve as _ws_serve
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
+from picows import WSAutoPingStrategy, WSCloseCode, WSError, WSMsgType, ws_connect
+from picows.picows import WSProtocol
 
 from fedmist.transport.base import AuthenticationError, Channel, TransportError
 from fedmist.transport.security import Security
+from fedmist.transport.ws_bridge import TEXT, FrameListener, TlsFirst
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -38,72 +39,174 @@ _VERIFY_HINTS = {2: _NOT_OUR_CA, 18: _NOT_OUR_CA, 19: _NOT_OUR_CA, 20: _NOT_OUR_
 OFFLOAD_BYTES = 256 * 1024
 
 
+#: Settings both ends share: dead-peer detection by ping (ping after 30 s without inbound data, hang up when no
+#: pong comes within 30 s more -- about the 60 s the websockets-based transport allowed), and a first read
+#: buffer that holds a whole 1 MiB chunk frame (it grows to at most the frame limit).
+_PING = {"enable_auto_ping": True, "auto_ping_idle_timeout": 30, "auto_ping_reply_timeout": 30,
+         "enable_auto_pong": True}
+_READ_BUFFER = 2 * 1024 * 1024
+_PICOWS_LOG = "fedmist.transport.picows"  # picows logs every connection at INFO; fedmist keeps its warnings
+_MAX_QUEUE = 4  # frames a connection buffers before it stops reading its socket
+_CLOSE_TIMEOUT = 5.0
+
+
 class WsChannel(Channel):
     """A :class:`Channel` over one websocket connection."""
 
-    def __init__(self, connection, peer: str, limits: Limits, mac_key: bytes | None = None) -> None:
-        self._conn = connection
+    def __init__(self, listener: FrameListener, peer: str, limits: Limits, mac_key: bytes | None = None) -> None:
+        self._listener = listener
         self.peer = peer
         self.limits = limits
         self._mac_key = mac_key
         self.bytes_sent = 0
         self.bytes_received = 0
 
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """This end's (host, port), as the peer sees it on loopback."""
+        transport = self._listener.transport
+        sockname = transport.underlying_transport.get_extra_info("sockname") if transport else None
+        return (sockname[0], sockname[1]) if sockname else ("?", 0)
+
+    def _closed_error(self, doing: str) -> TransportError:
+        return TransportError(f"{self.peer}: connection closed{doing} ({self._listener.close_reason or 'no close frame'})")
+
     async def send(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> int:
         if len(body) >= OFFLOAD_BYTES:
             frame = await asyncio.to_thread(encode, envelope, body, self._mac_key)
         else:
             frame = encode(envelope, body, self._mac_key)
-        try:
-            await self._conn.send(frame)
-        except ConnectionClosed as exc:
-            raise TransportError(f"{self.peer}: connection closed while sending ({exc.rcvd or 'no close frame'})") from None
+        await self.send_raw(frame)
         self.bytes_sent += len(frame)
         return len(frame)
 
-    async def recv(self, timeout: float) -> tuple[Envelope, memoryview]:
+    async def send_raw(self, frame: bytes | bytearray | memoryview) -> None:
+        """Put one websocket message on the wire as is (tests use it to send malformed frames), then wait
+        until the socket's write buffer drains below its high-water mark."""
+        listener = self._listener
+        transport = listener.transport
+        if listener.closed or transport is None or transport.is_close_frame_sent:
+            raise self._closed_error(" while sending")
+        transport.send(WSMsgType.BINARY, frame)
+        await listener.writable()
+        if listener.closed and not listener.close_reason:
+            raise self._closed_error(" while sending")
+
+    async def recv_raw(self, timeout: float) -> bytes:
+        """The next websocket message as received, unvalidated (for tests and diagnostics)."""
         try:
             async with asyncio.timeout(timeout):
-                frame = await self._conn.recv(decode=False)
+                item = await self._listener.next_frame()
         except TimeoutError:
             raise TransportError(f"{self.peer}: no message within {timeout:g} s") from None
-        except ConnectionClosed as exc:
-            raise TransportError(f"{self.peer}: connection closed ({exc.rcvd or 'no close frame'})") from None
-        if isinstance(frame, str):
+        if item is None:
+            raise self._closed_error("")
+        if item is TEXT:
             raise ProtocolError("text websocket message; fedmist frames are binary")
+        assert isinstance(item, bytes)
+        return item
+
+    async def recv(self, timeout: float) -> tuple[Envelope, memoryview]:
+        frame = await self.recv_raw(timeout)
         self.bytes_received += len(frame)
         if len(frame) >= OFFLOAD_BYTES:
             return await asyncio.to_thread(decode, frame, self.limits, self._mac_key)
         return decode(frame, self.limits, self._mac_key)
 
-    async def close(self) -> None:
-        await self._conn.close()
+    async def close(self, code: WSCloseCode = WSCloseCode.OK) -> None:
+        transport = self._listener.transport
+        if transport is None or self._listener.closed:
+            return
+        if not transport.is_close_frame_sent:
+            transport.send_close(code)
+        try:  # give the peer a moment to answer the close frame, then hang up regardless
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                while not self._listener.closed and not self._listener.close_reason:
+                    if await self._listener.next_frame() is None:
+                        break
+        except TimeoutError:
+            pass
+        transport.disconnect()
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await transport.wait_disconnected()
+        except (TimeoutError, Exception):  # noqa: BLE001 - closing must not raise; the socket is aborted below
+            transport.disconnect(graceful=False)
+
+
+class Server:
+    """A listening websocket server: its sockets, and closing it closes every open connection (1001)."""
+
+    def __init__(self, server: asyncio.Server) -> None:
+        self._server = server
+        self.channels: set[WsChannel] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self._server.sockets)
+
+    def close(self) -> None:
+        self._server.close()
+        for channel in list(self.channels):
+            transport = channel._listener.transport
+            if transport is not None and not channel._listener.closed:
+                if not transport.is_close_frame_sent:
+                    transport.send_close(WSCloseCode.GOING_AWAY)
+                transport.disconnect()
+
+    async def wait_closed(self) -> None:
+        """Wait (at most a few seconds) for the connection handlers to finish, then cancel any left."""
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=_CLOSE_TIMEOUT)
+            for task in pending:
+                task.cancel()
+        await self._server.wait_closed()
 
 
 async def serve(handler: Handler, host: str, port: int, limits: Limits | None = None,
                 security: Security | None = None) -> Server:
-    """Start a websocket (or, with a server TLS context, wss) server calling ``handler(channel)`` per connection."""
+    """Start a websocket (or, with a server TLS context, wss) server calling ``handler(channel)`` per connection.
+
+    When the handler returns the connection is closed (1000); when it raises, the error is logged and the
+    connection closed with 1011."""
     limits = limits or Limits()
     security = security or Security()
+    loop = asyncio.get_running_loop()
+    wrapper: Server
 
-    async def _on_connection(conn: ServerConnection) -> None:
-        host_port = conn.remote_address[:2] if conn.remote_address else ("?", 0)
-        channel = WsChannel(conn, f"{host_port[0]}:{host_port[1]}", limits, security.mac_key)
-        await handler(channel)
+    async def _run(channel: WsChannel) -> None:
+        try:
+            await handler(channel)
+            await channel.close()
+        except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
+            log.exception("connection handler for %s failed", channel.peer)
+            await channel.close(WSCloseCode.INTERNAL_ERROR)
+        finally:
+            wrapper.channels.discard(channel)
 
-    return await _ws_serve(
-        _on_connection,
-        host,
-        port,
-        compression=None,
-        max_size=limits.max_frame_bytes,
-        max_queue=4,
-        open_timeout=10,
-        ping_interval=20,
-        ping_timeout=60,
-        close_timeout=5,
-        ssl=security.server_ssl,
-    )
+    def _on_connected(listener: FrameListener) -> None:
+        transport = listener.transport
+        assert transport is not None
+        peername = transport.underlying_transport.get_extra_info("peername") or ("?", 0)
+        channel = WsChannel(listener, f"{peername[0]}:{peername[1]}", limits, security.mac_key)
+        wrapper.channels.add(channel)
+        task = loop.create_task(_run(channel))
+        wrapper.tasks.add(task)
+        task.add_done_callback(wrapper.tasks.discard)
+
+    def _ws_protocol() -> WSProtocol:
+        return WSProtocol(None, None, False, lambda _request: FrameListener(_MAX_QUEUE, _on_connected),
+                          _picows_logger(), True, 10.0,
+                          _PING["enable_auto_ping"], _PING["auto_ping_idle_timeout"],
+                          _PING["auto_ping_reply_timeout"], WSAutoPingStrategy.PING_WHEN_IDLE, _PING["enable_auto_pong"],
+                          limits.max_frame_bytes, None, _READ_BUFFER)
+
+    server_ssl = security.server_ssl
+    factory: Callable[[], asyncio.BaseProtocol] = (
+        (lambda: TlsFirst(server_ssl, _ws_protocol, 10.0)) if server_ssl is not None else _ws_protocol)
+    wrapper = Server(await loop.create_server(factory, host, port))
+    return wrapper
 
 
 async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0,
@@ -113,24 +216,35 @@ async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0,
     With a client TLS context the server's certificate is verified against the job CA."""
     limits = limits or Limits()
     security = security or Security()
-    extra = {"ssl": security.client_ssl} if url.startswith("wss://") else {}
+    secure = url.startswith("wss://")
     try:
-        conn = await _ws_connect(
-            url,
-            compression=None,
-            max_size=limits.max_frame_bytes,
-            max_queue=4,
-            open_timeout=timeout,
-            ping_interval=20,
-            ping_timeout=60,
-            close_timeout=5,
-            proxy=None,
-            **extra,
-        )
+        async with asyncio.timeout(timeout):
+            _, listener = await ws_connect(
+                lambda: FrameListener(_MAX_QUEUE), url,
+                ssl_context=security.client_ssl if secure else None,
+                websocket_handshake_timeout=timeout, max_frame_size=limits.max_frame_bytes,
+                read_buffer_init_size=_READ_BUFFER, max_redirects=0, use_aiofastnet=False,
+                logger_name=_picows_logger(), **_PING)
     except ssl.SSLCertVerificationError as exc:
         hint = _VERIFY_HINTS.get(exc.verify_code, "")
         raise AuthenticationError(f"cannot verify the server at {url}: certificate verify failed: "
                                   f"{exc.verify_message or exc}{f' ({hint})' if hint else ''}") from None
-    except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
-        raise TransportError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}") from None
-    return WsChannel(conn, url, limits, security.mac_key)
+    except (OSError, TimeoutError, WSError, ValueError) as exc:
+        raise TransportError(f"cannot connect to {url}: {_one_line(exc)}") from None
+    if not isinstance(listener, FrameListener):  # picows returns no listener when the peer hung up mid-handshake
+        raise TransportError(f"cannot connect to {url}: the server closed the connection during the websocket "
+                             "handshake")
+    return WsChannel(listener, url, limits, security.mac_key)
+
+
+def _picows_logger() -> logging.Logger:
+    """picows' logger for fedmist's connections, quiet below WARNING (its per-connection INFO lines are noise)."""
+    logger = logging.getLogger(_PICOWS_LOG)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return text or type(exc).__name__
