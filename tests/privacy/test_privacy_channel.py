@@ -38,12 +38,13 @@ def test_keep_probability_rejects_bad_epsilon(bad: float) -> None:
         keep_probability(bad)
 
 
+@pytest.mark.parametrize("numpy_rng", [False, True], ids=["torch-generator", "numpy-generator"])
 @pytest.mark.parametrize("eps", [0.5, 1.0, 2.0])
-def test_flip_rate_within_three_sigma(eps: float) -> None:
+def test_flip_rate_within_three_sigma(eps: float, numpy_rng: bool) -> None:
     n = 400_000
     gen = torch.Generator().manual_seed(1234)
     bits = torch.rand(n, generator=gen) < 0.3
-    out = randomized_response(bits, eps, gen)
+    out = randomized_response(bits, eps, np.random.default_rng(1234) if numpy_rng else gen)
     flips = int((out ^ bits).sum())
     p = keep_probability(eps)
     # flips ~ Binomial(n, 1 - p): mean n (1 - p), sigma sqrt(n p (1 - p))

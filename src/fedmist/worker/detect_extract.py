@@ -55,7 +55,7 @@ class DetectionRecordStream:
     def __init__(self, edge: nn.Module, data: DetectionDataset, epsilon: float, seed: int,
                  batch_size: int) -> None:
         self.edge, self.data, self.epsilon, self.batch_size = edge, data, epsilon, max(2, batch_size)
-        self.gen = torch.Generator().manual_seed(int(seed))
+        self.gen = np.random.default_rng(int(seed))
         self.digest = hashlib.sha256()
         self.compute_s = 0.0
         self.load_s = 0.0

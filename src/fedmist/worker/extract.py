@@ -22,14 +22,10 @@ from fedmist.wire.tensors import decode_arrays
 InferenceKernel = Callable[[nn.Module, torch.Tensor], torch.Tensor | None]
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    """Seeded for reproducible benchmarks; otherwise from OS entropy, since predictable noise is no privacy."""
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(seed))
-    return gen
+def _generator(seed: int | None) -> np.random.Generator:
+    """Seeded for reproducible benchmarks and resumable uploads (the edge's secret seed); otherwise from OS
+    entropy, since predictable noise is no privacy. numpy's PCG64: see ``randomized_response`` for why."""
+    return np.random.default_rng(None if seed is None else int(seed))
 
 
 def _check_batch(batch_size: int) -> int:
