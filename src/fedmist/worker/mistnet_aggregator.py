@@ -90,11 +90,14 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     timeout = params.round_timeout or DEFAULT_UPLOAD_TIMEOUT_S
     min_complete = params.min_clients or ctx.participants
     # The test set's clean channel bits are computed while the edges extract and upload (torch releases the
-    # GIL), instead of after: a fraction of a second off every job's critical path.
+    # GIL), instead of after: a fraction of a second off every job's critical path. On one torch thread, so
+    # that on a shared machine the edges keep the cores while they extract.
+    torch.set_num_threads(1)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-features") as pool:
         test_features = pool.submit(channel_features, edge, test[0]) if test is not None else None
         complete = asyncio.run(_collect(server, ctx, timeout, min_complete))
         test_packed = test_features.result() if test_features is not None else None
+    torch.set_num_threads(max(1, ctx.threads))
     reporter.update(force=True, workers=_edges_status(server), participants=complete)
 
     source = open_complete_stores(store_root, complete)
