@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from fedmist.transport.base import Channel
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError
+from fedmist.wire.envelope import Envelope, ProtocolError
 
 #: Chunk size a sender uses (a receiver accepts up to ``Limits.max_chunk_bytes``). 1 MiB, not the 4 MiB limit:
 #: each chunk is hashed, framed, masked and copied several times on both sides, and at 1 MiB those passes
@@ -107,13 +107,18 @@ async def recv_payload(channel: Channel, first: Envelope, body: memoryview, time
     assembler.add(first, body)
     deadline = time.monotonic() + timeout
     while not assembler.complete:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s "
-                                f"({assembler.filled} of {first.size} bytes)")
-        envelope, chunk = await channel.recv(remaining)
+        envelope, chunk = await _next_chunk(channel, first, deadline, timeout, assembler.filled)
         assembler.add(envelope, chunk)
     return first, assembler.buffer
+
+
+async def _next_chunk(channel: Channel, first: Envelope, deadline: float, timeout: float,
+                      filled: int) -> tuple[Envelope, memoryview]:
+    """The message's next frame, or ProtocolError once the whole message's ``timeout`` is spent."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s ({filled} of {first.size} bytes)")
+    return await channel.recv(remaining)
 
 
 async def recv_payload_into(channel: Channel, first: Envelope, body: memoryview, timeout: float, limit: int,
@@ -127,11 +132,7 @@ async def recv_payload_into(channel: Channel, first: Envelope, body: memoryview,
     order.filled = end
     deadline = time.monotonic() + timeout
     while not order.complete:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s "
-                                f"({order.filled} of {first.size} bytes)")
-        envelope, chunk = await channel.recv(remaining)
+        envelope, chunk = await _next_chunk(channel, first, deadline, timeout, order.filled)
         end = order.check(envelope, chunk)
         sink(order.filled, chunk)
         order.filled = end
