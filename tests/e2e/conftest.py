@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import FMNIST, fedmist
+from e2e_helpers import FMNIST, fedmist, split_fmnist
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,12 @@ def small_fmnist(tmp_path_factory) -> dict[str, Path]:
                   str(root / "pretrained" / "lenet5.pth"), "--epochs", "3")
     assert pre.returncode == 0, pre.stderr
     return {"data": root / "data", "pretrained": root / "pretrained", "root": root}
+
+
+@pytest.fixture(scope="session")
+def fedavg_data(tmp_path_factory) -> Path:
+    """edge1/edge2 of 2,500 images each and the 10k test set, as IDX (the FedAvg, S3 and security jobs)."""
+    return split_fmnist(tmp_path_factory.mktemp("fedavg") / "data", "2500,2500", seed=2)
 
 
 @pytest.fixture()

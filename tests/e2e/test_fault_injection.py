@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from e2e_helpers import FMNIST, fedmist
+from e2e_helpers import split_fmnist
 from fault_helpers import AGGREGATOR, JobRun, write_job
 from fedmist.launch.local import free_port
 from fedmist.testing.fault_proxy import FaultProxy
@@ -76,10 +76,7 @@ def _proxied(rate: float) -> tuple[FaultProxy, dict[str, str]]:
 def big_edge(tmp_path_factory, small_fmnist) -> dict[str, Path]:
     """edge1 of 12,000 images (so its extraction, and with it the upload, takes seconds), edge2 of 1,500, the 10k
     test set, and small_fmnist's pretrained LeNet-5."""
-    root = tmp_path_factory.mktemp("bigedge") / "data"
-    split = fedmist("data", "split", "--source", str(FMNIST), "--out", str(root), "--public", "0",
-                    "--edges", "12000,1500", "--seed", "5")
-    assert split.returncode == 0, split.stderr
+    root = split_fmnist(tmp_path_factory.mktemp("bigedge") / "data", "12000,1500", seed=5)
     return {"data": root, "pretrained": small_fmnist["pretrained"]}
 
 
@@ -141,13 +138,7 @@ def test_c_every_connection_dropped_for_10_s_and_the_job_still_finishes(small_fm
 @pytest.fixture(scope="module")
 def three_edges(tmp_path_factory) -> Path:
     """edge1..edge3 of 1,500 Fashion-MNIST images each and the 10k test set (IDX), made by the real CLI."""
-    if not (FMNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail("Fashion-MNIST missing: apt-get install dataset-fashion-mnist")
-    root = tmp_path_factory.mktemp("fault3") / "data"
-    split = fedmist("data", "split", "--source", str(FMNIST), "--out", str(root), "--public", "0",
-                    "--edges", "1500,1500,1500", "--seed", "4")
-    assert split.returncode == 0, split.stderr
-    return root
+    return split_fmnist(tmp_path_factory.mktemp("fault3") / "data", "1500,1500,1500", seed=4)
 
 
 def _fedavg_job(tmp_path: Path, data: Path, edges: list[str], rounds: int, epochs: int, **agg: str) -> Path:

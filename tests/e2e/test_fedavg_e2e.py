@@ -15,24 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_helpers import FMNIST, REPO, fedmist
+from e2e_helpers import REPO
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = REPO / "examples" / "mnist-fedavg" / "job.yaml"
 LENET5_FLOAT32_BYTES = 61_706 * 4
-
-
-@pytest.fixture(scope="module")
-def fedavg_data(tmp_path_factory) -> Path:
-    """edge1/edge2 of 2,500 images each and the 10k test set, as IDX, made by `fedmist data split`."""
-    if not (FMNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail("Fashion-MNIST missing: apt-get install dataset-fashion-mnist")
-    root = tmp_path_factory.mktemp("fedavg") / "data"
-    split = fedmist("data", "split", "--source", str(FMNIST), "--out", str(root), "--public", "0",
-                    "--edges", "2500,2500", "--seed", "2")
-    assert split.returncode == 0, split.stderr
-    return root
 
 
 def _job_yaml(tmp_path: Path, **agg_env: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_helpers import REPO, fedmist
+from e2e_helpers import REPO, fedmist, run_job
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +34,7 @@ def _job_yaml(tmp_path: Path, epochs: int = 2, **env_changes: str | None) -> Pat
 
 
 def _run(job: Path, data: dict[str, Path], tmp_path: Path) -> tuple:
-    result = fedmist("run", "-f", str(job), "--path-map", f"/data={data['data']}",
-                     "--path-map", f"/pretrained={data['pretrained']}", "--path-map", f"/model={tmp_path / 'model'}",
-                     "--workdir", str(tmp_path / "run"), "--no-progress", timeout=240)
-    status_file = tmp_path / "run" / "status.json"
-    status = json.loads(status_file.read_text()) if status_file.exists() else {}
-    return result, status
+    return run_job(job, data, tmp_path, timeout=240)
 
 
 def test_mistnet_job_succeeds_with_accuracy_model_and_privacy_figures(small_fmnist, tmp_path):

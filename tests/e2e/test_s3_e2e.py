@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from e2e_helpers import REPO
-from test_fedavg_e2e import LENET5_FLOAT32_BYTES, _command, _status, fedavg_data  # noqa: F401 (fixture)
+from test_fedavg_e2e import LENET5_FLOAT32_BYTES, _command, _status
 from test_fedavg_e2e import _job_yaml as _fedavg_job_yaml
 from test_mistnet_e2e import _job_yaml, _run
 

@@ -26,7 +26,7 @@ from fedmist.transport import ws
 from fedmist.transport.base import AuthenticationError, TransportError
 from fedmist.transport.security import Security, derive_mac_key
 from fedmist.wire.envelope import Envelope, encode
-from test_fedavg_e2e import _command, _job_yaml, _status, fedavg_data  # noqa: F401 (fixture)
+from test_fedavg_e2e import _command, _job_yaml, _status
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +100,7 @@ async def _hello_and_reply(url: str, security: Security, frame_edit=None) -> tup
     return _reason(reply), address
 
 
-def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):  # noqa: F811
+def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):
     pki = _user_pki("Example Edge Ops Root CA")
     other = _user_pki("Someone Else's CA")
     (tmp_path / "user-ca.crt").write_text(pki["ca.crt"])
@@ -188,7 +188,7 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):  # noqa
     assert (tmp_path / "run" / "tls" / "ca.crt").read_text() == pki["ca.crt"]
 
 
-def test_a_tls_secret_whose_key_does_not_match_is_a_one_line_error(fedavg_data, tmp_path):  # noqa: F811
+def test_a_tls_secret_whose_key_does_not_match_is_a_one_line_error(fedavg_data, tmp_path):
     pki, other = _user_pki("Example Edge Ops Root CA"), _user_pki("Someone Else's CA")
     job = _secure_job(tmp_path, {**pki, "tls.key": other["tls.key"]})
     result = subprocess.run(_command(job, fedavg_data, tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_helpers import FMNIST, fedmist
+from e2e_helpers import FMNIST, fedmist, run_job
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +66,7 @@ def _job(tmp_path: Path, transmitter: dict | None = None, extra_docs: list | Non
 
 
 def _run(job: Path, data: dict[str, Path], tmp_path: Path) -> tuple:
-    result = fedmist("run", "-f", str(job), "--path-map", f"/data={data['data']}",
-                     "--path-map", f"/pretrained={data['pretrained']}", "--path-map", f"/model={tmp_path / 'model'}",
-                     "--workdir", str(tmp_path / "run"), "--no-progress", timeout=420)
-    status_file = tmp_path / "run" / "status.json"
-    return result, json.loads(status_file.read_text()) if status_file.exists() else {}
+    return run_job(job, data, tmp_path, timeout=420)
 
 
 def test_detection_job_succeeds_with_map_history_model_and_predictions(yolo_tiny, tmp_path):

@@ -52,6 +52,17 @@ async def _start(participants: int) -> tuple[RoundServer, object, str]:
     return server, ws_server, f"ws://127.0.0.1:{port}"
 
 
+async def _first_round(names: list[str]) -> tuple[RoundServer, object, list[FakeTrainer], object]:
+    """A server for ``names``, each of them joined, round 1 opened for all and its FIT sent."""
+    server, ws_server, url = await _start(len(names))
+    trainers = [await FakeTrainer(n, url).join() for n in names]
+    await server.wait_for_workers(len(names), 5)
+    server.strategy.begin_round(1, GLOBAL)
+    rnd = server.open_round(1, list(names))
+    await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+    return server, ws_server, trainers, rnd
+
+
 def _full(value: float) -> dict[str, np.ndarray]:
     return {k: np.full_like(v, value) for k, v in GLOBAL.items()}
 
@@ -89,12 +100,7 @@ def test_round_aggregates_as_results_arrive_and_rejects_nan_and_wrong_shape(capl
 
 def test_deadline_closes_with_quorum_counts_lost_and_discards_late() -> None:
     async def scenario() -> tuple[list[str], object, RoundServer, dict]:
-        server, ws_server, url = await _start(3)
-        a, b, c = [await FakeTrainer(n, url).join() for n in ("a", "b", "c")]
-        await server.wait_for_workers(3, 5)
-        server.strategy.begin_round(1, GLOBAL)
-        rnd = server.open_round(1, ["a", "b", "c"])
-        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        server, ws_server, [a, b, c], rnd = await _first_round(["a", "b", "c"])
         for t in (a, b, c):
             await t.next_fit()
         await a.reply(1, _full(2.0), samples=10)
@@ -106,7 +112,7 @@ def test_deadline_closes_with_quorum_counts_lost_and_discards_late() -> None:
             if server.workers["c"].late:
                 break
             await asyncio.sleep(0.02)
-        b2 = await FakeTrainer("b", url).join()  # b comes back: it is in the next round, with the new model
+        b2 = await FakeTrainer("b", a.url).join()  # b comes back: it is in the next round, with the new model
         await server.wait_for_workers(3, 5)
         server.strategy.begin_round(2, result)
         rnd2 = server.open_round(2, server.connected)
@@ -127,12 +133,7 @@ def test_deadline_closes_with_quorum_counts_lost_and_discards_late() -> None:
 
 def test_round_without_quorum_fails_with_a_reason_after_a_bounded_wait() -> None:
     async def scenario() -> None:
-        server, ws_server, url = await _start(2)
-        a, b = [await FakeTrainer(n, url).join() for n in ("a", "b")]
-        await server.wait_for_workers(2, 5)
-        server.strategy.begin_round(1, GLOBAL)
-        rnd = server.open_round(1, ["a", "b"])
-        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        server, ws_server, [a, b], rnd = await _first_round(["a", "b"])
         await a.channel.close()
         try:
             await close_round(rnd, round_timeout=0.2, min_clients=2)
@@ -165,13 +166,8 @@ def test_an_update_larger_than_the_model_is_refused_before_buffering(caplog: pyt
     caplog.set_level(logging.WARNING, "fedmist.aggregator")
 
     async def scenario() -> tuple[object, str]:
-        server, ws_server, url = await _start(1)
+        server, ws_server, (a,), rnd = await _first_round(["a"])
         server.max_update_bytes = len(encode_weights(GLOBAL)) + 100
-        a = await FakeTrainer("a", url).join()
-        await server.wait_for_workers(1, 5)
-        server.strategy.begin_round(1, GLOBAL)
-        rnd = server.open_round(1, ["a"])
-        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
         await a.next_fit()
         await a.reply(1, {**GLOBAL, "w": np.zeros(10_000, np.float32)}, samples=1)
         reply, _ = await a.channel.recv(5)
@@ -187,12 +183,7 @@ def test_a_duplicate_result_for_a_round_already_counted_is_dropped() -> None:
     """A trainer that resends its FIT_RESULT (a retry after a reconnect) is counted once: the second copy is
     read to the end, booked as late, and the aggregate is that of one result per worker."""
     async def scenario() -> tuple[dict[str, np.ndarray], object, RoundServer]:
-        server, ws_server, url = await _start(2)
-        a, b = [await FakeTrainer(n, url).join() for n in ("a", "b")]
-        await server.wait_for_workers(2, 5)
-        server.strategy.begin_round(1, GLOBAL)
-        rnd = server.open_round(1, ["a", "b"])
-        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        server, ws_server, [a, b], rnd = await _first_round(["a", "b"])
         for t in (a, b):
             await t.next_fit()
         await a.reply(1, _full(2.0), samples=10)

@@ -41,10 +41,16 @@ def _hello(worker: str, token: str = TOKEN, n: int = 6) -> Envelope:
     return Envelope(type=msg.HELLO, job="job", worker=worker, meta={"role": "trainer", "token": token, "num_samples": n})
 
 
-async def _upload(url: str, worker: str, rows: np.ndarray) -> msg.AckMeta:
+async def _join(url: str, worker: str, n: int) -> tuple[ws.WsChannel, Envelope, memoryview]:
+    """Connect, say HELLO with the job token and ``n`` samples; the channel and the TASK reply."""
     channel = await ws.connect(url)
-    await channel.send(_hello(worker, n=len(rows)))
+    await channel.send(_hello(worker, n=n))
     task_env, body = await channel.recv(5)
+    return channel, task_env, body
+
+
+async def _upload(url: str, worker: str, rows: np.ndarray) -> msg.AckMeta:
+    channel, task_env, body = await _join(url, worker, len(rows))
     task = msg.parse_meta(task_env, msg.TASK)
     assert decode_arrays(body)["0.weight"].sum() == 4 and task.cut_layer == 3
     meta = {"num_samples": len(rows), "feature_bytes": rows.shape[1] - 1, "label_bytes": 1, "feature_shape": [8 * (rows.shape[1] - 1)]}
@@ -106,9 +112,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
     meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
 
     async def body(server, url):
-        first = await ws.connect(url)
-        await first.send(_hello("edge1", n=8))
-        await first.recv(5)
+        first, _, _ = await _join(url, "edge1", 8)
         await first.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24, offset=0,
                                   meta=meta), rows[:4].tobytes())
         for _ in range(100):
@@ -116,9 +120,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
                 break
             await asyncio.sleep(0.01)
         impostor = await _rejected(url, [_hello("edge1", token="wrong", n=8)])
-        second = await ws.connect(url)  # `first` is never closed by its owner: it stays half-open
-        await second.send(_hello("edge1", n=8))
-        task_env, _ = await second.recv(5)
+        second, task_env, _ = await _join(url, "edge1", 8)  # `first` is never closed by its owner: half-open
         task = msg.parse_meta(task_env, msg.TASK)
         await second.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24, offset=12,
                                    meta=meta), rows[4:].tobytes())
@@ -144,9 +146,7 @@ def test_duplicate_records_chunks_are_idempotent(tmp_path):
     meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
 
     async def body(server, url):
-        channel = await ws.connect(url)
-        await channel.send(_hello("edge1", n=8))
-        await channel.recv(5)
+        channel, _, _ = await _join(url, "edge1", 8)
         for offset, part in ((0, rows[:4]), (0, rows[:4]), (6, rows[2:6]), (12, rows[4:]), (12, rows[4:])):
             await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24,
                                         offset=offset, meta=meta), part.tobytes())
@@ -167,9 +167,7 @@ def test_wrong_hash_at_the_end_is_refused_and_nothing_is_marked_complete(tmp_pat
     rows = np.zeros((4, 3), dtype=np.uint8)
 
     async def body(server, url):
-        channel = await ws.connect(url)
-        await channel.send(_hello("edge1", n=4))
-        await channel.recv(5)
+        channel, _, _ = await _join(url, "edge1", 4)
         meta = {"num_samples": 4, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
         await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=12, meta=meta),
                            rows.tobytes())
