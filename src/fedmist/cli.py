@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ManifestError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # a path that cannot be read or written: one line, not a traceback
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
 

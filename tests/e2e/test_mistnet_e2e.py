@@ -105,3 +105,13 @@ def test_dead_worker_fails_the_job_naming_it_and_keeps_stored_features(small_fmn
     manifest = read_manifest(store_root / "edge1")
     assert manifest is not None and manifest.complete
     assert (store_root / "edge1" / "records.u8").read_bytes() == rows.tobytes()
+
+
+def test_a_work_folder_that_cannot_be_created_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = fedmist("run", "-f", str(REPO / "examples" / "mnist-mistnet" / "job.yaml"),
+                     "--workdir", str(blocker / "run"), "--no-progress", timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: [Errno 20] Not a directory: '{blocker / 'run' / 'logs'}'"]

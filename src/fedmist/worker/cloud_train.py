@@ -182,57 +182,47 @@ def train_cloud(
     steps_per_epoch = math.ceil(n / batch_size)
     decode = _Decoder(shape, input_values(epsilon, debias, train=True))
     with channels_last_training(cloud):
-        return _run_epochs(cloud, source, epochs, batch_size, max_lr, weight_decay, decode, aug, gen, rng,
-                           steps_per_epoch, on_epoch, resume, on_epoch_end)
-
-
-def _run_epochs(cloud: nn.Module, source: PackedFeatureSource, epochs: int, batch_size: int, max_lr: float,
-                weight_decay: float, decode: _Decoder, aug: Augmentation | None, gen: torch.Generator,
-                rng: np.random.Generator, steps_per_epoch: int,
-                on_epoch: Callable[[int, dict[str, float]], None] | None, resume: CloudTrainState | None,
-                on_epoch_end: Callable[[int, CloudTrainState], None] | None) -> dict[str, object]:
-    n = len(source)
-    opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch,
-                      weight_decay=weight_decay)
-    history: list[dict[str, float]] = []
-    first = 1
-    if resume is not None:
-        history = _restore(resume, cloud, opt, rng, gen)
-        first = resume.epoch + 1
-    t_start = time.perf_counter()
-    cloud.train()
-    for epoch in range(first, epochs + 1):
-        t0 = time.perf_counter()
-        order = rng.permutation(n)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
-        for start in range(0, n, batch_size):
-            idx = np.sort(order[start : start + batch_size])
-            packed, labels = source.batch(idx)
-            x = decode(packed)
-            if aug is not None:
-                x = aug(x, gen)
-            y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-            logits = cloud(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-        stats = {
-            "loss": float(loss_sum) / n,
-            "accuracy": int(correct) / n,
-            "seconds": time.perf_counter() - t0,
-            "lr": opt.lr,
-        }
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(epoch, stats)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, _snapshot(epoch, cloud, opt, rng, gen, history))
-    cloud.eval()
-    return {"history": history, "seconds": time.perf_counter() - t_start, "steps": epochs * steps_per_epoch}
+        opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch,
+                          weight_decay=weight_decay)
+        history: list[dict[str, float]] = []
+        first = 1
+        if resume is not None:
+            history = _restore(resume, cloud, opt, rng, gen)
+            first = resume.epoch + 1
+        t_start = time.perf_counter()
+        cloud.train()
+        for epoch in range(first, epochs + 1):
+            t0 = time.perf_counter()
+            order = rng.permutation(n)
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            correct = torch.zeros((), dtype=torch.int64)
+            for start in range(0, n, batch_size):
+                idx = np.sort(order[start : start + batch_size])
+                packed, labels = source.batch(idx)
+                x = decode(packed)
+                if aug is not None:
+                    x = aug(x, gen)
+                y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+                logits = cloud(x)
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+            stats = {
+                "loss": float(loss_sum) / n,
+                "accuracy": int(correct) / n,
+                "seconds": time.perf_counter() - t0,
+                "lr": opt.lr,
+            }
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(epoch, stats)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, _snapshot(epoch, cloud, opt, rng, gen, history))
+        cloud.eval()
+        return {"history": history, "seconds": time.perf_counter() - t_start, "steps": epochs * steps_per_epoch}
 
 
 def evaluate_cloud(
