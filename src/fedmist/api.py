@@ -23,12 +23,15 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedmist.imports import is_import_path, module_root, path_of
 from fedmist.spec.job import ResolvedJob, resolve_job
 from fedmist.spec.load import bundle_from_documents, load_manifests
 from fedmist.spec.manifests import PYTHON_FORMAT, SEDNA_API_VERSION
+
+if TYPE_CHECKING:  # only for the annotation: the launcher is imported when a job runs
+    from fedmist.launch.spawn import Zygote
 
 __all__ = ["Edge", "Job", "RunResult", "pretrain"]
 
@@ -261,7 +264,7 @@ class Job:
         check_job(self._resolved, self._python_path)
 
     def run(self, workdir: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, progress: bool = False,
-            max_restarts: int = 3, tls: bool = True, check: bool = True, prefork: bool | Any = True) -> RunResult:
+            max_restarts: int = 3, tls: bool = True, check: bool = True, prefork: bool | Zygote = True) -> RunResult:
         """Run the job on this machine -- the aggregator and one process per edge, as ``fedmist run`` does --
         and wait for it. ``workdir`` (default ``runs/<name>``) receives ``status.json``, logs and state.
         ``progress`` draws the live table on the terminal. Configuration errors found by :meth:`check` raise
