@@ -6,7 +6,7 @@ Variants (receiver in its own process, sender here; MB/s = payload MB / seconds 
 receiver's confirmation; CPU s = user+system seconds each side spent on the transfer, which is what a shared,
 loaded machine distorts least):
 - raw TCP: socket.sendall of the bytes in 4 MiB pieces, receiver reads into one buffer (the peer/ceiling);
-- ws: fedmist's own payload path (``send_payload``/``recv_payload``: per-chunk SHA-256, HMAC, validation,
+- ws: fedmist's own payload path (``send_payload``/``recv_payload``: per-chunk BLAKE3, HMAC, validation,
   assembly into one buffer) over websockets, in fedmist's default chunks;
 - wss: the same over TLS with a per-job CA;
 - S3 (with --s3): multipart upload and streamed download through boto3 to moto's standalone server.

@@ -1,4 +1,4 @@
-"""Chunked payloads: frames carry offset/size/sha256, the receiver assembles exactly the declared size."""
+"""Chunked payloads: frames carry offset/size/blake3, the receiver assembles exactly the declared size."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_large_payload_travels_in_1mib_chunks_and_reassembles_exactly() -> None:
     assert [f.offset for f in frames] == [0, 1024 * 1024, 2 * 1024 * 1024]
     assert {f.size for f in frames} == {len(data)}
     assert frames[0].meta == {"config": {"x": 1}} and frames[1].meta == {} and frames[2].meta == {}
-    assert all(len(f.sha256) == 64 for f in frames) and len({f.sha256 for f in frames}) == 3
+    assert all(len(f.blake3) == 64 for f in frames) and len({f.blake3 for f in frames}) == 3
     assert first.round == 3 and len(payload) == len(data) and bytes(payload) == data
 
 
@@ -82,7 +82,7 @@ def test_chunks_must_continue_in_order_and_belong_to_the_message() -> None:
 def test_a_tampered_chunk_is_rejected_by_its_hash() -> None:
     frame = bytearray(encode(Envelope(type="fit", job="j", worker="w", kind="raw", size=4), b"abcd"))
     frame[-1] ^= 1
-    with pytest.raises(ProtocolError, match="sha256 mismatch"):
+    with pytest.raises(ProtocolError, match="blake3 mismatch"):
         decode(bytes(frame))
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode, sha256_hex
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode, body_digest
 from fedmist.wire.tensors import decode_arrays, encode_arrays
 
 
@@ -21,7 +21,7 @@ def test_round_trip_fills_size_and_hash():
     body = bytes(range(256)) * 3
     env, view = decode(encode(Envelope(type="records", job="j", worker="w", kind="records", meta={"a": 1}), body))
     assert bytes(view) == body
-    assert env.size == len(body) and env.sha256 == sha256_hex(body) and env.meta == {"a": 1}
+    assert env.size == len(body) and env.blake3 == body_digest(body) and env.meta == {"a": 1}
 
 
 def test_chunk_at_offset_round_trip():
@@ -34,18 +34,19 @@ def test_chunk_at_offset_round_trip():
 @pytest.mark.parametrize(
     "header, body, message",
     [
-        ({"v": 1, "type": "t", "job": "j"}, b"", "header field 'worker' missing"),
-        ({"v": 2, "type": "t", "job": "j", "worker": "w"}, b"", "protocol version 2 not supported"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w", "evil": 1}, b"", "unknown header fields ['evil']"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w", "round": "1"}, b"", "header field 'round' must be an integer"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w", "seq": -1}, b"", "header field 'seq' must not be negative"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w"}, b"abc", "payload kind 'none' with a non-empty body"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w", "kind": "pickle"}, b"", "payload kind 'pickle' unknown"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w", "kind": "raw", "size": 2, "sha256": "0" * 64}, b"abc",
-         "chunk [0, 3) beyond payload size 2"),
+        ({"v": 2, "type": "t", "job": "j"}, b"", "header field 'worker' missing"),
         ({"v": 1, "type": "t", "job": "j", "worker": "w", "kind": "raw", "size": 3, "sha256": "0" * 64}, b"abc",
-         "body sha256 mismatch"),
-        ({"v": 1, "type": "t", "job": "j", "worker": "w", "meta": {"x": [1e400]}}, b"", "header is not valid JSON"),
+         "protocol version 1 not supported (this peer speaks 2)"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "evil": 1}, b"", "unknown header fields ['evil']"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "round": "1"}, b"", "header field 'round' must be an integer"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "seq": -1}, b"", "header field 'seq' must not be negative"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w"}, b"abc", "payload kind 'none' with a non-empty body"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "kind": "pickle"}, b"", "payload kind 'pickle' unknown"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "kind": "raw", "size": 2, "blake3": "0" * 64}, b"abc",
+         "chunk [0, 3) beyond payload size 2"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "kind": "raw", "size": 3, "blake3": "0" * 64}, b"abc",
+         "body blake3 mismatch"),
+        ({"v": 2, "type": "t", "job": "j", "worker": "w", "meta": {"x": [1e400]}}, b"", "header is not valid JSON"),
     ],
 )
 def test_each_rule_rejects_with_its_message(header, body, message):
@@ -56,7 +57,7 @@ def test_each_rule_rejects_with_its_message(header, body, message):
 
 def test_header_and_chunk_limits():
     limits = Limits(max_header_bytes=64, max_chunk_bytes=8)
-    big = {"v": 1, "type": "t", "job": "j" * 100, "worker": "w"}
+    big = {"v": 2, "type": "t", "job": "j" * 100, "worker": "w"}
     with pytest.raises(ProtocolError, match="header length"):
         decode(_frame(big), limits)
     frame = encode(Envelope(type="t", job="j", worker="w", kind="raw"), b"123456789")

@@ -25,8 +25,8 @@ def test_mac_round_trip_and_tampering_is_detected():
     with pytest.raises(ProtocolError, match="frame MAC mismatch"):
         decode(encode(Envelope(type="fit", job="j", worker="w"), mac_key=derive_mac_key("other")), mac_key=KEY)
     tampered_body = bytearray(encode(Envelope(type="fit", job="j", worker="w", kind="raw"), b"weights", mac_key=KEY))
-    tampered_body[-1] ^= 0xFF  # the body is covered through the MAC'd sha256
-    with pytest.raises(ProtocolError, match="body sha256 mismatch"):
+    tampered_body[-1] ^= 0xFF  # the body is covered through the MAC'd blake3 digest
+    with pytest.raises(ProtocolError, match="body blake3 mismatch"):
         decode(bytes(tampered_body), mac_key=KEY)
 
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import abc
+import time
+from collections.abc import Callable
 
 from fedmist.wire.envelope import Envelope
+
+#: Takes one validated frame; ``body`` is valid only during the call (copy what you keep). True: no more, please.
+FrameConsumer = Callable[[Envelope, memoryview], bool]
 
 
 class TransportError(Exception):
     """The peer went away, a deadline passed, or the connection could not be made. One line, names the peer."""
+
+
+class DeadlineExceeded(TransportError):
+    """No (further) message arrived before the wait's deadline."""
 
 
 class Channel(abc.ABC):
@@ -25,6 +34,22 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     async def recv(self, timeout: float) -> tuple[Envelope, memoryview]:
         """Receive and validate one frame, waiting at most ``timeout`` seconds."""
+
+    async def recv_each(self, consume: FrameConsumer, timeout: float) -> None:
+        """Receive and validate frames, handing each to ``consume`` until it returns True; at most ``timeout``
+        seconds in all (then :class:`DeadlineExceeded`). What ``consume`` raises is raised here.
+
+        Why a callback and not a loop over :meth:`recv`: a channel may then hand each body over from its own
+        read buffer without first copying it out (the ws channel does); this default simply loops.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(f"{self.peer}: no further message within {timeout:g} s")
+            envelope, body = await self.recv(remaining)
+            if consume(envelope, body):
+                return
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -101,7 +101,7 @@ class S3Carrier:
         if published.object is None:
             raise ValueError("S3Carrier.send needs a payload published by S3Carrier.publish")
         meta = {**envelope.meta, OBJECT_META: published.object}
-        sent = await channel.send(replace(envelope, kind="none", size=0, offset=0, sha256="", meta=meta))
+        sent = await channel.send(replace(envelope, kind="none", size=0, offset=0, blake3="", meta=meta))
         return sent + int(published.object["size"])
 
     async def receive(self, channel: Channel, first: Envelope, body: memoryview, name: str, timeout: float,

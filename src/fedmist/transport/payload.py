@@ -2,7 +2,7 @@
 
 Why: a websocket frame is capped at ``Limits.max_chunk_bytes`` (4 MiB) so no peer can make another buffer an
 unbounded message, yet a model may be gigabytes. The sender cuts the payload into chunks whose headers carry
-the whole ``size``, the chunk's ``offset`` and the chunk's own sha256 (checked by the envelope decoder on
+the whole ``size``, the chunk's ``offset`` and the chunk's own BLAKE3 digest (checked by the envelope decoder on
 arrival); only the first frame carries the message meta. The receiver allocates exactly the declared size
 once (after checking it against its own limit), copies every chunk into place, and insists that chunks come in
 order, belong to the same message, and fill the buffer exactly -- so memory is one payload, never more.
@@ -10,11 +10,10 @@ order, belong to the same message, and fill the buffer exactly -- so memory is o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from fedmist.transport.base import Channel
+from fedmist.transport.base import Channel, DeadlineExceeded
 from fedmist.wire.envelope import Envelope, ProtocolError
 
 #: Chunk size a sender uses (a receiver accepts up to ``Limits.max_chunk_bytes``). 1 MiB, not the 4 MiB limit:
@@ -27,7 +26,7 @@ async def send_payload(channel: Channel, envelope: Envelope, data: bytes | bytea
                        chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Send ``data`` as one message of ``ceil(len / chunk_bytes)`` frames; return the bytes put on the wire.
 
-    ``envelope`` supplies type/job/worker/round/kind/meta; size, offset and sha256 are set per frame. An
+    ``envelope`` supplies type/job/worker/round/kind/meta; size, offset and blake3 are set per frame. An
     empty payload is still one frame (size 0), so the receiver always sees the message.
     """
     if chunk_bytes < 1:
@@ -38,7 +37,7 @@ async def send_payload(channel: Channel, envelope: Envelope, data: bytes | bytea
     offset = 0
     while True:
         body = view[offset:offset + chunk_bytes]
-        frame = replace(envelope, size=size, offset=offset, sha256="",
+        frame = replace(envelope, size=size, offset=offset, blake3="",
                         meta=envelope.meta if offset == 0 else {})
         sent += await channel.send(frame, body)
         offset += len(body)
@@ -105,50 +104,61 @@ async def recv_payload(channel: Channel, first: Envelope, body: memoryview, time
     """
     assembler = PayloadAssembler(first, limit)
     assembler.add(first, body)
-    deadline = time.monotonic() + timeout
-    while not assembler.complete:
-        envelope, chunk = await _next_chunk(channel, first, deadline, timeout, assembler.filled)
+
+    def take(envelope: Envelope, chunk: memoryview) -> bool:
         assembler.add(envelope, chunk)
+        return assembler.complete
+
+    await _receive_rest(channel, first, timeout, assembler, take)
     return first, assembler.buffer
-
-
-async def _next_chunk(channel: Channel, first: Envelope, deadline: float, timeout: float,
-                      filled: int) -> tuple[Envelope, memoryview]:
-    """The message's next frame, or ProtocolError once the whole message's ``timeout`` is spent."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s ({filled} of {first.size} bytes)")
-    return await channel.recv(remaining)
 
 
 async def recv_payload_into(channel: Channel, first: Envelope, body: memoryview, timeout: float, limit: int,
                             sink: Callable[[int, memoryview], None]) -> None:
     """Like :func:`recv_payload`, but each chunk goes to ``sink(offset, chunk)`` as it arrives, never into a
-    payload-sized buffer (the aggregator folds an update while receiving it). ``sink`` must not keep ``chunk``.
+    payload-sized buffer (the aggregator folds an update while receiving it). ``sink`` must not keep ``chunk``:
+    it may be a view into the transport's read buffer.
     """
     order = ChunkOrder(first, limit)
-    end = order.check(first, body)
-    sink(0, body)
-    order.filled = end
-    deadline = time.monotonic() + timeout
-    while not order.complete:
-        envelope, chunk = await _next_chunk(channel, first, deadline, timeout, order.filled)
+
+    def take(envelope: Envelope, chunk: memoryview) -> bool:
         end = order.check(envelope, chunk)
         sink(order.filled, chunk)
         order.filled = end
+        return order.complete
+
+    take(first, body)
+    await _receive_rest(channel, first, timeout, order, take)
+
+
+async def _receive_rest(channel: Channel, first: Envelope, timeout: float, order: ChunkOrder,
+                        take: Callable[[Envelope, memoryview], bool]) -> None:
+    """Feed the message's remaining frames to ``take``; ProtocolError once the message's ``timeout`` is spent."""
+    if order.complete:
+        return
+    try:
+        await channel.recv_each(take, timeout)
+    except DeadlineExceeded:
+        raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s "
+                            f"({order.filled} of {first.size} bytes)") from None
 
 
 async def drain_payload(channel: Channel, first: Envelope, body: memoryview, timeout: float) -> int:
     """Read and drop the rest of a message nobody wants (a late update); return its size. No buffer is kept."""
     filled = first.offset + len(body)
-    deadline = time.monotonic() + timeout
-    while filled < first.size:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s while discarding it")
-        envelope, chunk = await channel.recv(remaining)
+    if filled >= first.size:
+        return first.size
+
+    def drop(envelope: Envelope, chunk: memoryview) -> bool:
+        nonlocal filled
         if envelope.type != first.type or envelope.offset != filled:
             raise ProtocolError(f"chunk of '{envelope.type}' at {envelope.offset} while discarding "
                                 f"'{first.type}' at {filled}")
         filled += len(chunk)
+        return filled >= first.size
+
+    try:
+        await channel.recv_each(drop, timeout)
+    except DeadlineExceeded:
+        raise ProtocolError(f"'{first.type}' payload incomplete after {timeout:g} s while discarding it") from None
     return first.size

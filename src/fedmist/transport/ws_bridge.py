@@ -5,8 +5,11 @@ buffer, so a byte is copied about half as often as with the ``websockets`` libra
 payload byte is what bounds fedmist's throughput (BENCHMARKS.md, transport throughput).
 Why a bridge: picows hands each websocket frame to a callback, valid only during that call; a channel's
 ``recv`` wants the next frame when it asks. The listener copies each fedmist frame out once into a queue of at
-most ``max_queue`` frames and stops reading the socket while that queue is full, so a fast peer is held back
-by TCP, never buffered without bound.
+most ``max_queue`` frames (plus what one read of the socket held) and stops reading the socket while that queue is
+full, so a fast peer is held back by TCP, never buffered without bound. A payload's chunks need not wait in that
+queue: while a channel streams a payload (``consume``), each message goes to the channel's consumer inside
+picows' callback, straight from picows' read buffer, so the receiver copies each payload byte once, into its
+destination (BENCHMARKS.md, transport throughput).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ _HANDSHAKE_HINTS = {
 #: A text websocket message in the queue (fedmist frames are binary; ``recv`` refuses it there).
 TEXT = object()
 
+#: Takes one whole websocket message -- a memoryview into picows' read buffer, valid only during the call, which
+#: the consumer must neither keep nor let escape -- or TEXT; returns True once it wants no more messages.
+Consumer = Callable[[memoryview | object], bool]
+
 
 class FrameListener(WSListener):
     """Queues whole binary websocket messages for ``recv``; records why the connection ended."""
@@ -47,6 +54,8 @@ class FrameListener(WSListener):
         self._writable: asyncio.Event = asyncio.Event()
         self._writable.set()
         self._paused = False
+        self._consumer: Consumer | None = None
+        self._consumer_error: Exception | None = None
 
     # --- picows callbacks ----------------------------------------------------------------------------------
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -62,6 +71,9 @@ class FrameListener(WSListener):
                 # within picows' frame-size limit (a fragmented one could grow past it here).
                 transport.send_close(WSCloseCode.PROTOCOL_ERROR, b"fragmented messages are not accepted")
                 transport.disconnect()
+                return
+            if self._consumer is not None:  # installed only while the queue is empty: order is kept
+                self._feed_consumer(frame.get_payload_as_memoryview() if kind is WSMsgType.BINARY else TEXT)
                 return
             self.frames.append(frame.get_payload_as_bytes() if kind is WSMsgType.BINARY else TEXT)
             self._arrived.set()
@@ -87,6 +99,17 @@ class FrameListener(WSListener):
     def resume_writing(self) -> None:
         self._writable.set()
 
+    def _feed_consumer(self, item: memoryview | object) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            done = consumer(item)
+        except Exception as exc:  # noqa: BLE001 - handed to the coroutine in ``consume``, which raises it
+            self._consumer_error, done = exc, True
+        if done:
+            self._consumer = None
+            self._arrived.set()
+
     # --- what the channel awaits ---------------------------------------------------------------------------
     async def next_frame(self) -> bytes | object | None:
         """The next queued message, or None once the connection is gone and the queue is empty."""
@@ -95,11 +118,37 @@ class FrameListener(WSListener):
                 return None
             self._arrived.clear()
             await self._arrived.wait()
+        return self._pop()
+
+    def _pop(self) -> bytes | object:
         item = self.frames.popleft()
         if self._paused and len(self.frames) < self.max_queue and self.transport is not None:
             self._paused = False
             self.transport.underlying_transport.resume_reading()
         return item
+
+    async def consume(self, consumer: Consumer) -> bool:
+        """Hand messages to ``consumer`` until it returns True; False if the connection ended first.
+
+        Messages queued before the call go first (as bytes); later ones are handed over as they arrive, inside
+        picows' callback, without being copied. What ``consumer`` raises is raised here. Cancelling the wait
+        (a deadline) removes the consumer, and messages queue again from then on.
+        """
+        while self.frames:
+            if consumer(self._pop()):
+                return True
+        self._consumer, self._consumer_error = consumer, None
+        try:
+            while self._consumer is not None and not self.closed:
+                self._arrived.clear()
+                await self._arrived.wait()
+        finally:
+            finished = self._consumer is None
+            self._consumer = None
+        error, self._consumer_error = self._consumer_error, None
+        if error is not None:
+            raise error
+        return finished
 
     async def writable(self) -> None:
         """Return once the socket's write buffer is below its high-water mark (or the connection is gone)."""

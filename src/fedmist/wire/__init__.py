@@ -1,5 +1,5 @@
 """Message envelope and payload codecs. numpy only: no torch, no pickle."""
 
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode, sha256_hex
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode, body_digest
 
-__all__ = ["Envelope", "Limits", "ProtocolError", "decode", "encode", "sha256_hex"]
+__all__ = ["Envelope", "Limits", "ProtocolError", "decode", "encode", "body_digest"]
