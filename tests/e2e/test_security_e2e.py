@@ -1,7 +1,8 @@
 """A FedAvg job secured with the user's own certificate and token (a Secret named by
 ``spec.transmitter.ws.credentialName``), attacked while it runs: a client with a wrong token, one that trusts
-another CA, and one whose HELLO was altered on the way each get their documented error, the aggregator logs
-the peer and the reason, and the job still succeeds with its two legit trainers untouched."""
+another CA, one whose HELLO was altered on the way and one claiming a connected worker's name each get their
+documented error, the aggregator logs the peer and the reason, and the job still succeeds with its two legit
+trainers untouched."""
 
 from __future__ import annotations
 
@@ -84,11 +85,12 @@ def _reason(frame: bytes) -> str:
     return header["meta"]["reason"]
 
 
-async def _hello_and_reply(url: str, security: Security, frame_edit=None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """Connect, send a HELLO as worker 'rogue' (MAC'd with the client's key, then edited), return
+async def _hello_and_reply(url: str, security: Security, frame_edit=None,  # type: ignore[no-untyped-def]
+                           worker: str = "rogue") -> tuple[str, str]:
+    """Connect, send a HELLO as ``worker`` (MAC'd with the client's key, then edited), return
     (the aggregator's reply reason, this client's address as the aggregator sees it)."""
     channel = await ws.connect(url, security=security, timeout=10)
-    hello = Envelope(type="hello", job="mnist-fedavg", worker="rogue",
+    hello = Envelope(type="hello", job="mnist-fedavg", worker=worker,
                      meta={"role": "trainer", "token": security.token, "num_samples": 100, "dataset": ""})
     frame = encode(hello, b"", security.mac_key)
     if frame_edit is not None:
@@ -159,6 +161,12 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):
         assert str(plain.value) == (f"cannot connect to ws://127.0.0.1:{port}: the server closed the "
                                      "connection during the websocket handshake")
 
+        # (vi) the right token and CA, claiming a worker that is connected and answering: refused, and edge1
+        # keeps its place (no loss, no restart below)
+        reason, duplicate_address = asyncio.run(_hello_and_reply(url, trusting, worker="edge1"))
+        assert re.fullmatch(r"worker 'edge1' is already connected \(from 127\.0\.0\.1:\d+, which still answers\)",
+                            reason), reason
+
         _, stderr = proc.communicate(timeout=150)
     finally:
         if proc.poll() is None:
@@ -175,6 +183,7 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):
     log = agg_log.read_text()
     assert wrong_token_line in log
     assert f"rejected {tampered_address} (worker ?): {tampered}" in log
+    assert f"rejected {duplicate_address} (worker ?): {reason}" in log
     # (ii) and (v) fail inside the TLS handshake: the aggregator names the peer and the reason, one line each
     # (the client's alert or its reset may reach the aggregator first: both name the untrusted CA)
     assert re.search(r"rejected 127\.0\.0\.1:\d+: TLS handshake failed: (TLSV1_ALERT_UNKNOWN_CA \(the client does "

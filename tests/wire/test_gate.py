@@ -28,3 +28,14 @@ def test_cap_on_open_connections_and_release():
     assert gate.admit("c") == "too many open connections (2)"
     gate.release()
     assert gate.admit("c") is None
+
+
+def test_a_job_of_many_workers_on_one_address_is_admitted_at_once():
+    """A local job's 100 trainers all dial from 127.0.0.1 within a second: the gate fitted to the job admits every
+    one of them, and still refuses the next burst (a reconnect storm) from that address."""
+    clock = Clock()
+    gate = ConnectionGate(clock=clock).fit(100)
+    assert (gate.max_open, gate.burst) == (208, 104)
+    assert all(gate.admit("127.0.0.1") is None for _ in range(104))
+    assert gate.admit("127.0.0.1") == "127.0.0.1 opens connections faster than 5/s"
+    assert ConnectionGate().fit(2).max_open == 64 and ConnectionGate().fit(2).burst == 20  # never below the defaults

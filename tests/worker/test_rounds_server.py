@@ -162,6 +162,31 @@ def test_wrong_token_and_unexpected_worker_get_an_error_reply() -> None:
     assert "wrong token" in wrong and "not expected" in unexpected and connected == ["a"]
 
 
+def test_a_second_connection_claiming_a_live_trainer_is_refused_one_that_is_half_open_is_replaced() -> None:
+    """While a trainer's connection answers pings a newcomer with its name is refused and the trainer keeps its
+    place; once that connection stops answering (half-open after a fault) the reconnect takes it over."""
+    async def scenario() -> tuple[str, str, list[str], int]:
+        server, ws_server, url = await _start(1)
+        first = await FakeTrainer("a", url).join()
+        await server.wait_for_workers(1, 5)
+        duplicate = await FakeTrainer("a", url).join()
+        refused, _ = await duplicate.channel.recv(5)
+        peer = f"127.0.0.1:{first.channel.local_address[1]}"
+        still = server.connected
+        first.channel._listener.transport.underlying_transport.pause_reading()  # gone without a FIN
+        await FakeTrainer("a", url).join()
+        for _ in range(100):
+            if server.workers["a"].connections == 2:
+                break
+            await asyncio.sleep(0.05)
+        ws_server.close()
+        return refused.meta["reason"], peer, still, server.workers["a"].connections
+
+    reason, peer, still, connections = asyncio.run(scenario())
+    assert reason == f"worker 'a' is already connected (from {peer}, which still answers)"
+    assert still == ["a"] and connections == 2
+
+
 def test_an_update_larger_than_the_model_is_refused_before_buffering(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "fedmist.aggregator")
 

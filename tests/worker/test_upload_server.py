@@ -120,7 +120,8 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
                 break
             await asyncio.sleep(0.01)
         impostor = await _rejected(url, [_hello("edge1", token="wrong", n=8)])
-        second, task_env, _ = await _join(url, "edge1", 8)  # `first` is never closed by its owner: half-open
+        first._listener.transport.underlying_transport.pause_reading()  # half-open: it no longer answers pings
+        second, task_env, _ = await _join(url, "edge1", 8)  # `first` is never closed by its owner
         task = msg.parse_meta(task_env, msg.TASK)
         await second.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24, offset=12,
                                    meta=meta), rows[4:].tobytes())
@@ -137,6 +138,30 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
     assert task.resume_records == 4 and ack.complete and ack.received == 8
     assert edge.connections == 2 and edge.phase == "Uploaded"
     assert edge.bytes_up > 24  # both sessions' bytes count, not only the last one's
+
+
+def test_a_second_connection_claiming_a_live_edge_is_refused_and_the_edge_goes_on(tmp_path):
+    """Two edges given one name (or someone else holding the token): while the first connection still answers
+    pings, the newcomer is refused and the first edge finishes its upload undisturbed."""
+    rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
+    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16]}
+
+    async def body(server, url):
+        first, _, _ = await _join(url, "edge1", 8)
+        refused = await _rejected(url, [_hello("edge1", n=8)])
+        await first.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=24, offset=0,
+                                  meta=meta), rows.tobytes())
+        await first.send(Envelope(type=msg.RECORDS_DONE, job="job", worker="edge1", meta={
+            "num_samples": 8, "sha256": hashlib.sha256(rows.tobytes()).hexdigest(), "compute_s": 0.1,
+            "bytes_up": 24}))
+        ack = msg.parse_meta((await first.recv(5))[0], msg.ACK)
+        peer = f"127.0.0.1:{first.local_address[1]}"
+        await first.close()
+        return refused, ack, peer, server.edges["edge1"]
+
+    refused, ack, peer, edge = asyncio.run(_with_server(_plan(tmp_path, participants=2), body))
+    assert refused == f"worker 'edge1' is already connected (from {peer}, which still answers)"
+    assert ack.complete and ack.received == 8 and edge.connections == 1 and edge.phase == "Uploaded"
 
 
 def test_duplicate_records_chunks_are_idempotent(tmp_path):

@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 from fedmist.wire.envelope import Envelope
 
+#: How long a server waits for an old connection to answer a probe before a reconnect may replace it.
+PROBE_TIMEOUT_S = 3.0
+
 #: Takes one validated frame; ``body`` is valid only during the call (copy what you keep). True: no more, please.
 FrameConsumer = Callable[[Envelope, memoryview], bool]
 
@@ -51,9 +54,21 @@ class Channel(abc.ABC):
             if consume(envelope, body):
                 return
 
+    async def answers(self, timeout: float = PROBE_TIMEOUT_S) -> bool:
+        """Whether the peer is demonstrably there: it answered a liveness probe within ``timeout`` seconds.
+
+        Why: a server must tell a second connection claiming a live worker's name (refused) from a worker
+        reconnecting while its old connection is half-open after a fault (which it replaces). A channel that
+        cannot probe says False, so it never blocks a reconnect."""
+        return False
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the connection (idempotent)."""
+
+    async def abort(self) -> None:
+        """Drop a connection whose peer no longer answers, without waiting for its close handshake."""
+        await self.close()
 
 
 class AuthenticationError(TransportError):

@@ -19,6 +19,13 @@ class ConnectionGate:
     open: int = 0
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
+    def fit(self, participants: int) -> "ConnectionGate":
+        """Widen the bounds for a job of ``participants`` workers: each may hold a connection and a reconnect,
+        and a local job's workers all share one address (127.0.0.1), so its burst must admit them all at once."""
+        self.max_open = max(self.max_open, 2 * participants + 8)
+        self.burst = max(self.burst, participants + 4)
+        return self
+
     def admit(self, address: str) -> str | None:
         """None when ``address`` may connect now (and counts it open); otherwise the one-line reason."""
         if self.open >= self.max_open:

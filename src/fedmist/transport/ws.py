@@ -16,7 +16,8 @@ from typing import Any
 from picows import WSAutoPingStrategy, WSCloseCode, WSError, WSMsgType, ws_connect
 from picows.picows import WSProtocol
 
-from fedmist.transport.base import AuthenticationError, Channel, DeadlineExceeded, FrameConsumer, TransportError
+from fedmist.transport.base import (PROBE_TIMEOUT_S, AuthenticationError, Channel, DeadlineExceeded, FrameConsumer,
+                                    TransportError)
 from fedmist.transport.security import Security
 from fedmist.transport.ws_bridge import TEXT, FrameListener, TlsFirst
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
@@ -121,6 +122,18 @@ class WsChannel(Channel):
             raise DeadlineExceeded(f"{self.peer}: no further message within {timeout:g} s") from None
         if not finished:
             raise self._closed_error("")
+
+    async def answers(self, timeout: float = PROBE_TIMEOUT_S) -> bool:
+        """A websocket ping of ours answered by its pong within ``timeout`` s (``FrameListener.probe``)."""
+        return await self._listener.probe(timeout)
+
+    async def abort(self) -> None:
+        transport = self._listener.transport
+        if transport is None or self._listener.closed:
+            return
+        if not transport.is_close_frame_sent:
+            transport.send_close(WSCloseCode.GOING_AWAY)
+        transport.disconnect(graceful=False)
 
     async def close(self, code: WSCloseCode = WSCloseCode.OK) -> None:
         transport = self._listener.transport

@@ -56,6 +56,9 @@ class FrameListener(WSListener):
         self._paused = False
         self._consumer: Consumer | None = None
         self._consumer_error: Exception | None = None
+        self._pong: asyncio.Future[bool] | None = None  # the answer to the liveness probe in flight
+        self._probe_payload = b""
+        self._probes = 0
 
     # --- picows callbacks ----------------------------------------------------------------------------------
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -80,6 +83,10 @@ class FrameListener(WSListener):
             if len(self.frames) >= self.max_queue and not self._paused:
                 transport.underlying_transport.pause_reading()
                 self._paused = True
+        elif kind is WSMsgType.PONG:
+            pong = self._pong
+            if pong is not None and not pong.done() and frame.get_payload_as_bytes() == self._probe_payload:
+                pong.set_result(True)
         elif kind is WSMsgType.CLOSE:
             code = frame.get_close_code()
             reason = (frame.get_close_message() or b"").decode(errors="replace")[:120]
@@ -90,6 +97,8 @@ class FrameListener(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
+        if self._pong is not None and not self._pong.done():
+            self._pong.set_result(False)
         self._arrived.set()
         self._writable.set()
 
@@ -149,6 +158,26 @@ class FrameListener(WSListener):
         if error is not None:
             raise error
         return finished
+
+    async def probe(self, timeout: float) -> bool:
+        """Send a websocket ping of our own and wait at most ``timeout`` s for its pong (picows' auto-pong answers
+        in the peer's read callback, so a busy but live peer answers; a half-open connection never does).
+        Concurrent probes share one ping. Why not picows' ``measure_roundtrip_time``: its pong future is left to
+        fail unobserved when the connection drops after the wait gave up."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_close_frame_sent:
+            return False
+        if self._pong is None or self._pong.done():
+            self._probes += 1
+            self._probe_payload = b"fedmist-probe-%d" % self._probes
+            self._pong = asyncio.get_running_loop().create_future()
+            transport.send_ping(self._probe_payload)
+        try:
+            async with asyncio.timeout(timeout):
+                answered = await asyncio.shield(self._pong)
+        except TimeoutError:
+            return False
+        return answered and not self.closed
 
     async def writable(self) -> None:
         """Return once the socket's write buffer is below its high-water mark (or the connection is gone)."""

@@ -14,7 +14,6 @@ reply and never takes the aggregator down; a rejected update (NaN, wrong shape) 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from fedmist.strategy.aggregate import Layout
 from fedmist.strategy.streaming import FoldClosed, PartialFold
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.carrier import OBJECT_META, Carrier, WsCarrier
+from fedmist.transport.gate import ConnectionGate
 from fedmist.transport.payload import drain_payload
-from fedmist.transport.security import recv_first
+from fedmist.transport.security import already_connected, check_hello, recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.update_stream import UpdateStream
@@ -102,9 +102,13 @@ class RoundServer:
     current: OpenRound | None = None
     stopping: bool = False
     departures: list[str] = field(default_factory=list)  # disconnections not yet booked to a round
+    gate: ConnectionGate = field(default_factory=ConnectionGate)  # connections open at once, and per-address rate
     _sessions: dict[str, Channel] = field(default_factory=dict)
     _joined: asyncio.Event = field(default_factory=asyncio.Event)
     _slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+    def __post_init__(self) -> None:
+        self.gate.fit(self.participants)
 
     @property
     def connected(self) -> list[str]:
@@ -169,9 +173,17 @@ class RoundServer:
     async def handle(self, channel: Channel) -> None:
         """One trainer connection for the whole job. Never raises."""
         name = "?"
+        refusal = self.gate.admit(channel.peer.rsplit(":", 1)[0])
+        if refusal is not None:
+            log.warning("refused %s: %s", channel.peer, refusal)
+            await _reply_error(channel, self.job, refusal)
+            await channel.close()
+            return
         try:
             hello_env, _ = await recv_first(channel, self.hello_timeout, self.token)
             hello = msg.parse_meta(hello_env, msg.HELLO)
+            check_hello(hello_env, hello.token, self.token, self.job)
+            await self._refuse_if_live(hello_env.worker)
             name = self._admit(hello_env, hello, channel)
             while not self.stopping:
                 before = channel.bytes_received
@@ -184,24 +196,29 @@ class RoundServer:
             if not self.stopping:
                 log.warning("lost %s (worker %s): %s", channel.peer, name, exc)
         finally:
+            self.gate.release()
             if self._sessions.get(name) is channel:
                 del self._sessions[name]
                 if not self.stopping:
                     self._lose(name, "disconnected")
             await channel.close()
 
+    async def _refuse_if_live(self, name: str) -> None:
+        """A second connection claiming a worker whose connection still answers is refused (two trainers
+        given one name, or someone else holding the token); one whose old connection no longer answers
+        (half-open after a network fault) replaces it in ``_admit``, so a reconnect is never locked out."""
+        old = self._sessions.get(name)
+        if old is not None and await old.answers() and self._sessions.get(name) is old:
+            raise already_connected(name, old)
+
     def _admit(self, envelope: Envelope, hello: msg.HelloMeta, channel: Channel) -> str:
-        if self.token and not hmac.compare_digest(hello.token.encode(), self.token.encode()):
-            raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
-        if envelope.job != self.job:
-            raise ProtocolError(f"worker '{envelope.worker}' belongs to job '{envelope.job}', not '{self.job}'")
         name = envelope.worker
         if name not in self.workers and len(self.workers) >= self.participants:
             raise ProtocolError(f"worker '{name}' is not expected: all {self.participants} participants known")
         old = self._sessions.pop(name, None)
-        if old is not None:  # a restarted trainer whose old connection is not yet known dead
+        if old is not None:  # a reconnecting trainer whose old connection no longer answers (half-open)
             self._lose(name, "replaced by a new connection")
-            asyncio.ensure_future(old.close())
+            asyncio.ensure_future(old.abort())  # it no longer answers: no close handshake to wait for
         state = self.workers.setdefault(name, WorkerState())
         state.samples, state.phase = hello.num_samples, "Connected"
         state.connections += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
-from fedmist.transport.security import recv_first
+from fedmist.transport.security import already_connected, check_hello, recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.feature_store import WorkerStore, read_manifest
@@ -77,6 +76,9 @@ class UploadServer:
     _done: asyncio.Event = field(default_factory=asyncio.Event)
     gate: ConnectionGate = field(default_factory=ConnectionGate)
 
+    def __post_init__(self) -> None:
+        self.gate.fit(self.plan.participants)
+
     def adopt_stored(self) -> list[str]:
         """Count uploads a previous run of this aggregator already verified and stored (a restart after a
         crash), so edges that finished are not waited for again. Returns the adopted workers."""
@@ -125,7 +127,7 @@ class UploadServer:
         try:
             hello_env, _ = await recv_first(channel, self.plan.hello_timeout, self.plan.token)
             hello = msg.parse_meta(hello_env, msg.HELLO)
-            self._authenticate(hello_env, hello)
+            check_hello(hello_env, hello.token, self.plan.token, self.plan.job)
             await self._take_over(hello_env.worker)
             name = self._admit(hello_env, hello, channel.peer)
             finished = asyncio.Event()
@@ -148,22 +150,23 @@ class UploadServer:
             self.gate.release()
             await channel.close()
 
-    def _authenticate(self, envelope: Envelope, hello: msg.HelloMeta) -> None:
-        if self.plan.token and not hmac.compare_digest(hello.token.encode(), self.plan.token.encode()):
-            raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
-        if envelope.job != self.plan.job:
-            raise ProtocolError(f"worker '{envelope.worker}' belongs to job '{envelope.job}', not '{self.plan.job}'")
-
     async def _take_over(self, name: str) -> None:
-        """An authenticated edge that reconnects replaces its old connection (which may be half-open after a
-        network fault and would otherwise block the resume until its idle timeout). The old handler is
-        closed and awaited, so its store is checkpointed before the new session reads the resume offset."""
+        """An authenticated edge that reconnects replaces its old connection when that one no longer answers
+        (half-open after a network fault, it would otherwise block the resume until its idle timeout); while it
+        still answers, the newcomer is refused (two edges given one name, or someone else holding the token).
+        The old handler is closed and awaited, so its store is checkpointed before the new session reads the
+        resume offset."""
         old = self._sessions.get(name)
         if old is None:
             return
         channel, finished = old
-        log.info("worker %s reconnected; closing its previous connection from %s", name, channel.peer)
-        await channel.close()
+        if await channel.answers() and self._sessions.get(name) is old:
+            raise already_connected(name, channel)
+        if self._sessions.get(name) is not old:
+            return  # its handler ended (idle timeout) while the probe waited
+        log.info("worker %s reconnected; dropping its previous connection from %s (it no longer answers)",
+                 name, channel.peer)
+        await channel.abort()
         try:
             await asyncio.wait_for(finished.wait(), self.plan.hello_timeout)
         except TimeoutError:
