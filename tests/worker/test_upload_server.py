@@ -219,3 +219,45 @@ def test_a_restarted_aggregator_adopts_stored_uploads_of_the_same_task_only(tmp_
     other = _plan(tmp_path)
     other.task = other.task.model_copy(update={"epsilon": "1.0"})  # features made at epsilon 2 do not fit
     assert UploadServer(other).adopt_stored() == []
+
+
+def test_a_slow_sender_is_cut_off_at_the_hello_deadline_and_logged(tmp_path, caplog):
+    """Slowloris: a client that completes the websocket handshake, then trickles one frame a byte at a time,
+    never gets to hold the connection: the aggregator gives up at its hello deadline, logs the peer and why,
+    and closes the socket while the frame is still unfinished."""
+    import base64
+    import logging
+    import os
+    import struct
+    import time
+
+    async def body(server, url):
+        port = int(url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        response = await reader.readuntil(b"\r\n\r\n")
+        assert response.startswith(b"HTTP/1.1 101"), response
+        address = "127.0.0.1:%d" % writer.get_extra_info("sockname")[1]
+        writer.write(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 1 << 20) + os.urandom(4))  # a 1 MiB frame...
+        started, sent, closed = time.monotonic(), 0, False
+        while time.monotonic() - started < 15:
+            writer.write(b"x")  # ...of which one byte arrives every 0.1 s
+            sent += 1
+            try:
+                if await asyncio.wait_for(reader.read(1024), 0.1) == b"" or reader.at_eof():
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed = True
+                break
+        writer.close()
+        return address, closed, time.monotonic() - started, sent
+
+    with caplog.at_level(logging.WARNING, logger="fedmist.aggregator"):
+        address, closed, seconds, sent = asyncio.run(_with_server(_plan(tmp_path), body))
+    assert closed and seconds < 10 and sent < 1000  # cut off after the 2 s hello deadline (+ the close wait)
+    assert f"lost {address} (worker ?): {address}: no message within 2 s" in caplog.text
