@@ -79,3 +79,16 @@ def test_a_dead_zygote_makes_spawn_say_none(zygote: Zygote, tmp_path: Path) -> N
     zygote._proc.kill()  # the test owns this process: it started it through the fixture
     zygote._proc.wait()
     assert zygote.spawn(["validate", "-f", str(JOB)], _env(), tmp_path / "b.log", str(tmp_path)) is None
+
+
+def test_a_worker_outliving_its_dead_zygote_still_reports_its_exit_code(zygote: Zygote, tmp_path: Path) -> None:
+    """The zygote dies (the OOM killer, say) while a worker runs: the worker is re-parented, so nobody here can
+    wait for it, yet the launcher still learns it exited 0 (from the code the worker left), not a made-up 1."""
+    child = zygote.spawn(["data", "split", "--source", str(FMNIST), "--out", "out", "--public", "10000",
+                          "--edges", "20000,20000", "--seed", "0"], _env(), tmp_path / "s.log", str(tmp_path))
+    assert child is not None
+    zygote._proc.kill()  # the test owns this process: it started it through the fixture
+    zygote._proc.wait()
+    assert child.poll() is None  # still splitting
+    assert child.wait(120) == 0, (tmp_path / "s.log").read_text()
+    assert (tmp_path / "out" / "edge2").is_dir()

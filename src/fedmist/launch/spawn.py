@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -80,6 +82,7 @@ class Zygote:
             with open(stderr_path, "ab") as err:
                 self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                               env=env)
+        self._exit_dir = Path(tempfile.mkdtemp(prefix="fedmist-exits-"))  # children leave their exit codes here
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self._exits: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -110,14 +113,15 @@ class Zygote:
         with self._lock:
             code = self._exits.get(pid)
         if code is None and self._broken:
-            return _orphan_exit_code(pid)
+            return _orphan_exit_code(pid, self._exit_dir)
         return code
 
     def spawn(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: str) -> ZygoteChild | None:
         """Fork a worker running ``fedmist <argv>``; None when the zygote is unusable (start it another way)."""
         if self._broken or not self._ready.wait(READY_TIMEOUT_S) or self._broken:
             return None
-        request = json.dumps({"argv": argv, "env": env, "log": str(log_path), "cwd": cwd}) + "\n"
+        request = json.dumps({"argv": argv, "env": env, "log": str(log_path), "cwd": cwd,
+                              "exit_dir": str(self._exit_dir)}) + "\n"
         try:
             assert self._proc.stdin is not None
             self._proc.stdin.write(request.encode())
@@ -150,10 +154,17 @@ class Zygote:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        shutil.rmtree(self._exit_dir, ignore_errors=True)
 
 
-def _orphan_exit_code(pid: int) -> int | None:
-    """After the zygote died its children were re-parented; we can tell only whether they still run."""
+def _orphan_exit_code(pid: int, exit_dir: Path) -> int | None:
+    """After the zygote died its children were re-parented, so nobody here can wait for them. A child that
+    ended says how in ``exit_dir`` (written just before it exits: read first, so a zombie nobody reaps does not
+    look alive); one that is gone without a word (killed by a signal) counts as failed."""
+    try:
+        return int((exit_dir / str(pid)).read_text())
+    except (OSError, ValueError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,10 +10,12 @@ folder, log file and exit code, and it runs the same entrypoint (``fedmist worke
 container runs. ``fedmist run --no-prefork`` starts workers as fresh interpreters instead.
 
 Protocol, over the zygote's private stdin/stdout pipes, one JSON object per line (no pickle):
-launcher -> zygote ``{"argv": [...], "env": {...}, "log": path, "cwd": path}``; zygote -> launcher
+launcher -> zygote ``{"argv": [...], "env": {...}, "log": path, "cwd": path, "exit_dir": path}``; zygote -> launcher
 ``{"ready": true}`` once preloaded, ``{"spawned": pid}`` or ``{"error": "..."}`` per request in order, and
 ``{"exited": pid, "code": n}`` when a child ends (``n`` as ``subprocess`` reports it: negative for a signal).
 The zygote exits when its stdin closes; children it started keep running, as ``subprocess`` children would.
+Each child also writes its exit code to ``<exit_dir>/<pid>`` as it ends, so a launcher whose zygote died (the
+OOM killer, say) still learns how its workers ended instead of counting each as failed.
 """
 
 from __future__ import annotations
@@ -90,8 +92,22 @@ def _run_child(request: dict[str, Any]) -> None:
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
+            _record_exit(request.get("exit_dir"), code if isinstance(code, int) else 1)
         finally:
             os._exit(code if isinstance(code, int) else 1)
+
+
+def _record_exit(exit_dir: object, code: int) -> None:
+    """Leave ``<exit_dir>/<pid>`` holding the exit code (written whole, then renamed into place)."""
+    if not isinstance(exit_dir, str) or not exit_dir:
+        return
+    final = os.path.join(exit_dir, str(os.getpid()))
+    try:
+        with open(final + ".tmp", "w") as out:
+            out.write(str(code))
+        os.replace(final + ".tmp", final)
+    except OSError:
+        pass  # the launcher has gone (and removed the folder): nobody is left to tell
 
 
 def _reap() -> None:
