@@ -162,8 +162,10 @@ class FrameListener(WSListener):
     async def probe(self, timeout: float) -> bool:
         """Send a websocket ping of our own and wait at most ``timeout`` s for its pong (picows' auto-pong answers
         in the peer's read callback, so a busy but live peer answers; a half-open connection never does).
-        Concurrent probes share one ping. Why not picows' ``measure_roundtrip_time``: its pong future is left to
-        fail unobserved when the connection drops after the wait gave up."""
+        Concurrent probes share one ping. Should picows' own idle ping (30 s without traffic) be awaiting its pong
+        at that moment, picows takes ours as its answer and the probe says False: the safe side, a reconnect then
+        replaces the old connection. Why not picows' ``measure_roundtrip_time``: its pong future is left to fail
+        unobserved when the connection drops after the wait gave up."""
         transport = self.transport
         if self.closed or transport is None or transport.is_close_frame_sent:
             return False
