@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 import fedmist
 from fedmist.api import Edge, Job

@@ -72,7 +72,7 @@ def test_materialize_checks_items() -> None:
     (f"{__name__}:list_loader", f"dataset loader '{__name__}:list_loader' (split 'train') returned int, not a torch "
                                 "Dataset with len() and [index] (items (input tensor, int label))"),
     (f"{__name__}:nothing", f"dataset loader '{__name__}:nothing': module '{__name__}' has no attribute 'nothing'"),
-    (f"{__name__}:loader?n", f"dataset loader: option 'n' must look like name=value"),
+    (f"{__name__}:loader?n", "dataset loader: option 'n' must look like name=value"),
 ])
 def test_loader_errors_are_one_line(url: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
