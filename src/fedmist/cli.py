@@ -107,7 +107,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _quiet_openmp()
     import time
 
-
     from fedmist.data.loaders import load_dataset
     from fedmist.imports import is_import_path, search_path
     from fedmist.models.pretrain import pretrain
