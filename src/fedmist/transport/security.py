@@ -81,17 +81,3 @@ async def recv_first(channel: "Channel", timeout: float, token: str) -> tuple[En
         return await channel.recv(timeout)
     except MacMismatch as exc:
         raise explain_first_frame(exc, token) from None
-
-
-def check_hello(envelope: Envelope, presented: str, token: str, job: str) -> None:
-    """A verified HELLO's claims: the token it presents (compared in constant time) and the job it names."""
-    if token and not hmac.compare_digest(presented.encode(), token.encode()):
-        raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
-    if envelope.job != job:
-        raise ProtocolError(f"worker '{envelope.worker}' belongs to job '{envelope.job}', not '{job}'")
-
-
-def already_connected(name: str, old: "Channel") -> ProtocolError:
-    """The refusal of a second connection claiming a worker whose connection still answers (``Channel.answers``)."""
-    return ProtocolError(f"worker '{name}' is already connected (from {old.peer}, which still answers)")
-

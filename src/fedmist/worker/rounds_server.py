@@ -26,9 +26,10 @@ from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.carrier import OBJECT_META, Carrier, WsCarrier
 from fedmist.transport.gate import ConnectionGate
 from fedmist.transport.payload import drain_payload
-from fedmist.transport.security import already_connected, check_hello, recv_first
+from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
+from fedmist.worker.admission import check_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.update_stream import UpdateStream
 from fedmist.worker.weights_codec import decode_weights
 
@@ -173,17 +174,15 @@ class RoundServer:
     async def handle(self, channel: Channel) -> None:
         """One trainer connection for the whole job. Never raises."""
         name = "?"
-        refusal = self.gate.admit(channel.peer.rsplit(":", 1)[0])
-        if refusal is not None:
-            log.warning("refused %s: %s", channel.peer, refusal)
-            await _reply_error(channel, self.job, refusal)
-            await channel.close()
+        if await refused_at_gate(self.gate, channel, self.job):
             return
         try:
             hello_env, _ = await recv_first(channel, self.hello_timeout, self.token)
             hello = msg.parse_meta(hello_env, msg.HELLO)
             check_hello(hello_env, hello.token, self.token, self.job)
-            await self._refuse_if_live(hello_env.worker)
+            old = self._sessions.get(hello_env.worker)
+            if old is not None:  # refused while it answers; replaced in _admit once it does not
+                await refuse_if_live(hello_env.worker, old, lambda: self._sessions.get(hello_env.worker) is old)
             name = self._admit(hello_env, hello, channel)
             while not self.stopping:
                 before = channel.bytes_received
@@ -191,7 +190,7 @@ class RoundServer:
                 await self._on_message(name, channel, envelope, body, before)
         except ProtocolError as exc:
             log.warning("rejected %s (worker %s): %s", channel.peer, name, exc)
-            await _reply_error(channel, self.job, str(exc))
+            await reply_error(channel, self.job, str(exc))
         except TransportError as exc:
             if not self.stopping:
                 log.warning("lost %s (worker %s): %s", channel.peer, name, exc)
@@ -202,14 +201,6 @@ class RoundServer:
                 if not self.stopping:
                     self._lose(name, "disconnected")
             await channel.close()
-
-    async def _refuse_if_live(self, name: str) -> None:
-        """A second connection claiming a worker whose connection still answers is refused (two trainers
-        given one name, or someone else holding the token); one whose old connection no longer answers
-        (half-open after a network fault) replaces it in ``_admit``, so a reconnect is never locked out."""
-        old = self._sessions.get(name)
-        if old is not None and await old.answers() and self._sessions.get(name) is old:
-            raise already_connected(name, old)
 
     def _admit(self, envelope: Envelope, hello: msg.HelloMeta, channel: Channel) -> str:
         name = envelope.worker
@@ -358,11 +349,3 @@ def _announced_size(envelope: Envelope) -> int:
     if isinstance(ref, dict) and type(ref.get("size")) is int:
         return int(ref["size"])
     return envelope.size
-
-
-async def _reply_error(channel: Channel, job: str, reason: str) -> None:
-    try:
-        await channel.send(Envelope(type=msg.ERROR, job=job or "?", worker="aggregator",
-                                    meta={"reason": reason[:2000]}))
-    except (TransportError, ProtocolError, ValueError):
-        pass

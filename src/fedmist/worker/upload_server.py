@@ -19,9 +19,10 @@ from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
-from fedmist.transport.security import already_connected, check_hello, recv_first
+from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
+from fedmist.worker.admission import check_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.feature_store import WorkerStore, read_manifest
 
 log = logging.getLogger("fedmist.aggregator")
@@ -118,11 +119,7 @@ class UploadServer:
     async def handle(self, channel: Channel) -> None:
         """One edge connection, start to finish. Never raises."""
         name = "?"
-        refusal = self.gate.admit(channel.peer.rsplit(":", 1)[0])
-        if refusal is not None:
-            log.warning("refused %s: %s", channel.peer, refusal)
-            await _reply_error(channel, self.plan.job, refusal)
-            await channel.close()
+        if await refused_at_gate(self.gate, channel, self.plan.job):
             return
         try:
             hello_env, _ = await recv_first(channel, self.plan.hello_timeout, self.plan.token)
@@ -140,7 +137,7 @@ class UploadServer:
                 finished.set()
         except (ProtocolError, ValueError) as exc:
             log.warning("rejected %s (worker %s): %s", channel.peer, name, exc)
-            await _reply_error(channel, self.plan.job, str(exc))
+            await reply_error(channel, self.plan.job, str(exc))
         except TransportError as exc:
             log.warning("lost %s (worker %s): %s", channel.peer, name, exc)
             if name in self.edges and self.edges[name].phase != "Uploaded":
@@ -160,8 +157,7 @@ class UploadServer:
         if old is None:
             return
         channel, finished = old
-        if await channel.answers() and self._sessions.get(name) is old:
-            raise already_connected(name, channel)
+        await refuse_if_live(name, channel, lambda: self._sessions.get(name) is old)
         if self._sessions.get(name) is not old:
             return  # its handler ended (idle timeout) while the probe waited
         log.info("worker %s reconnected; dropping its previous connection from %s (it no longer answers)",
@@ -308,10 +304,3 @@ class UploadServer:
 def channel_limits() -> Limits:
     """The frame and payload bounds this server enforces (the transport applies the same ones)."""
     return Limits()
-
-
-async def _reply_error(channel: Channel, job: str, reason: str) -> None:
-    try:
-        await channel.send(Envelope(type=msg.ERROR, job=job or "?", worker="aggregator", meta={"reason": reason[:2000]}))
-    except (TransportError, ProtocolError, ValueError):
-        pass
