@@ -98,14 +98,13 @@ def _run_child(request: dict[str, Any]) -> None:
 
 
 def _record_exit(exit_dir: object, code: int) -> None:
-    """Leave ``<exit_dir>/<pid>`` holding the exit code (written whole, then renamed into place)."""
+    """Leave ``<exit_dir>/<pid>`` holding the exit code. No rename needed: a reader that finds it half-written
+    (empty) sees this process still alive and simply asks again."""
     if not isinstance(exit_dir, str) or not exit_dir:
         return
-    final = os.path.join(exit_dir, str(os.getpid()))
     try:
-        with open(final + ".tmp", "w") as out:
+        with open(os.path.join(exit_dir, str(os.getpid())), "w") as out:
             out.write(str(code))
-        os.replace(final + ".tmp", final)
     except OSError:
         pass  # the launcher has gone (and removed the folder): nobody is left to tell
 

@@ -108,7 +108,8 @@ async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge
     shape = detection_feature_shape(edge, data.imgsz)
     feature_bytes = record_feature_bytes(shape)
     record = feature_bytes + 1
-    layout = {"num_samples": len(data), "feature_bytes": feature_bytes, "label_bytes": 1, "feature_shape": list(shape)}
+    layout = {"num_samples": len(data), "feature_bytes": feature_bytes, "label_bytes": 1, "feature_shape": list(shape),
+              "epsilon": msg.format_epsilon(epsilon)}
     stream = DetectionRecordStream(edge, data, epsilon, _noise_seed(ctx), task.chunk_records)
     reporter.update(force=True, stage="extracting", received=task.resume_records)
     bytes_s3 = await send_records(ctx, channel, stream, record, layout, task.resume_records, reporter)

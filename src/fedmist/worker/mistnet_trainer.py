@@ -157,7 +157,7 @@ async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge
     label_bytes = 1 if task.num_classes <= 256 else 2
     record = feature_bytes + label_bytes
     layout = {"num_samples": len(images), "feature_bytes": feature_bytes, "label_bytes": label_bytes,
-              "feature_shape": list(shape)}
+              "feature_shape": list(shape), "epsilon": msg.format_epsilon(epsilon), "label_epsilon": task.label_epsilon}
     stream = _RecordStream(edge, images, _labels_to_send(labels, task, ctx), epsilon, task.chunk_records,
                            label_bytes, _noise_seed(ctx))
     reporter.update(force=True, stage="extracting", received=task.resume_records)

@@ -55,6 +55,10 @@ class RecordsMeta(_Meta):
     feature_bytes: int = Field(ge=1, le=64 * 1024 * 1024)
     label_bytes: Literal[1, 2]
     feature_shape: list[int] = Field(min_length=1, max_length=8)
+    # the noise this edge actually applied (the stricter of its own promise and the job's floor), so the cloud
+    # debiases each edge's records with that edge's own flip probability; "inf" = clean bits
+    epsilon: str = Field(max_length=40)
+    label_epsilon: str = Field(default="", max_length=40)  # "" = labels in clear
 
 
 class RecordsDoneMeta(_Meta):
