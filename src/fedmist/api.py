@@ -33,7 +33,7 @@ from fedmist.spec.manifests import PYTHON_FORMAT, SEDNA_API_VERSION
 if TYPE_CHECKING:  # only for the annotation: the launcher is imported when a job runs
     from fedmist.launch.spawn import Zygote
 
-__all__ = ["Edge", "Job", "RunResult", "pretrain"]
+__all__ = ["Edge", "Job", "RunResult", "load_job", "parse_path_map", "pretrain"]
 
 Value = str | int | float | bool
 DEFAULT_TIMEOUT_S = 24 * 3600.0
@@ -292,16 +292,45 @@ class Job:
         return f"Job({self.describe()})"
 
 
+def parse_path_map(items: Iterable[str]) -> dict[str, str]:
+    """``["/data=./data", ...]`` (``--path-map`` values) -> ``{"/data": "./data"}``; a malformed item raises
+    ``ValueError`` naming it. Parsed here, once, for every command that reads manifests."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source or not target:
+            raise ValueError(f"--path-map {item!r}: expected SRC=DST, e.g. /data=./data")
+        mapping[source] = target
+    return mapping
+
+
+def load_job(files: Iterable[str | Path], *, path_map: Iterable[str] | Mapping[str, str] = (),
+             job: str | None = None, warn: Callable[[str], None] | None = None) -> Job:
+    """The job in manifest ``files``, checked (:meth:`Job.check`) -- what ``fedmist run``, ``validate`` and
+    ``audit`` start from. ``path_map`` is a mapping or ``SRC=DST`` items (:func:`parse_path_map`); each loading
+    warning (an ignored field...) goes to ``warn``. Raises ``ManifestError`` or ``ValueError`` (one line)."""
+    mapping = dict(path_map) if isinstance(path_map, Mapping) else parse_path_map(path_map)
+    loaded = Job.from_manifests(list(files), path_map=mapping, job=job)
+    for warning in loaded.warnings:
+        if warn is not None:
+            warn(warning)
+    loaded.check()
+    return loaded
+
+
 def pretrain(model: str | Callable[..., Any], data: str | Path | Callable[..., Any], out: str | Path, *,
              split: str = "train", epochs: int = 5, cut_layer: int | str | None = None,
              channel_epsilon: float = math.inf, batch_size: int = 64, max_lr: float = 0.05, seed: int = 0,
-             threads: int | None = None, options: Mapping[str, str] | None = None) -> Path:
+             threads: int | None = None, options: Mapping[str, str] | None = None, format: str | None = None,
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Path:
     """Train ``model`` on public ``data`` and save the weights MistNet starts from (``spec.pretrainedModel``).
 
     ``data`` is a built-in dataset path or a loader (import path or function; called with ``split`` and
-    ``options``). With ``cut_layer`` the training runs through the simulated bit channel at the cut, so the
+    ``options`` unless its url names them already). ``format`` is inferred from ``data`` when not given, as for
+    :class:`Edge`. With ``cut_layer`` the training runs through the simulated bit channel at the cut, so the
     edge layers learn features that survive binarization (and noise at ``channel_epsilon``); see
-    :mod:`fedmist.models.pretrain`. Returns the written file (``.pth`` or ``.safetensors``).
+    :mod:`fedmist.models.pretrain`. ``on_epoch(epoch, stats)`` is called after each epoch (``fedmist pretrain``
+    prints them). Returns the written file (``.pth`` or ``.safetensors``).
     """
     from fedmist.data.loaders import load_dataset
     from fedmist.models.pretrain import pretrain as train_public
@@ -313,11 +342,14 @@ def pretrain(model: str | Callable[..., Any], data: str | Path | Callable[..., A
         loader, bound = _unwrap_partial(data, "data")
         data = path_of(loader, "data")
     url = str(data)
-    if is_import_path(url):
-        url = _with_query(url, {"split": split, **bound, **(options or {})})
-    inputs, labels = load_dataset(url, _format_of(data, url))
+    fmt = format or _format_of(data, url)
+    if fmt == PYTHON_FORMAT:
+        given = {part.partition("=")[0] for part in url.partition("?")[2].split("&") if part}
+        url = _with_query(url, {k: v for k, v in {"split": split, **bound, **(options or {})}.items()
+                                if k not in given})
+    inputs, labels = load_dataset(url, fmt)
     state = train_public(inputs, labels, model=name, epochs=epochs, batch_size=batch_size, max_lr=max_lr, seed=seed,
-                         cut_layer=cut_layer, channel_epsilon=channel_epsilon, threads=threads)
+                         cut_layer=cut_layer, channel_epsilon=channel_epsilon, threads=threads, on_epoch=on_epoch)
     return save_weights(state, out)
 
 

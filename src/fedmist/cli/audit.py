@@ -1,4 +1,5 @@
-"""The ``fedmist audit`` subcommand: its arguments and its entry point (torch is imported only when it runs)."""
+"""``fedmist audit``: attack a MistNet job's uploads; its arguments and its entry point (torch is imported only
+when it runs; the attacks themselves are the :mod:`fedmist.audit` package)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import sys
 import time
 from pathlib import Path
+
+from fedmist.cli.common import Subparsers, add_command, add_job_args, load_job, quiet_openmp
 
 DEFAULT_EPSILONS = "inf,8,4,2,1,0.5"
 
@@ -30,11 +33,11 @@ def parse_epsilon_list(text: str) -> list[float]:
     return out
 
 
-def add_audit_parser(sub: argparse._SubParsersAction, job_args) -> None:
-    """Register ``fedmist audit`` on the CLI's subparsers (``job_args`` adds -f/--path-map/--job)."""
-    p = sub.add_parser("audit", help="attack a MistNet job's uploads at several epsilons; write the "
-                                     "privacy-utility frontier (table, JSON, PNG)")
-    job_args(p)
+def add_commands(sub: Subparsers) -> None:
+    """Register ``audit``."""
+    p = add_command(sub, "audit", cmd_audit, "attack a MistNet job's uploads at several epsilons; write the "
+                                             "privacy-utility frontier (table, JSON, PNG)")
+    add_job_args(p)
     p.add_argument("--epsilons", default=DEFAULT_EPSILONS, help=f"per-feature epsilons (default {DEFAULT_EPSILONS})")
     p.add_argument("--out", help="output folder (default runs/<job>/audit)")
     p.add_argument("--public", help="the attacker's auxiliary data, an IDX folder (default: <edge data>/../public)")
@@ -43,8 +46,8 @@ def add_audit_parser(sub: argparse._SubParsersAction, job_args) -> None:
     p.add_argument("--members", type=int, default=2000, help="members and non-members for membership inference")
     p.add_argument("--decoder-epochs", type=int, default=2,
                    help="decoder epochs at the largest epsilon; each smaller one fine-tunes the last for 1")
-    p.add_argument("--likelihood-steps", type=int, default=150)
-    p.add_argument("--judge-epochs", type=int, default=3)
+    p.add_argument("--likelihood-steps", type=int, default=150, help="gradient steps of the likelihood attack")
+    p.add_argument("--judge-epochs", type=int, default=3, help="epochs of the classifier that judges reconstructions")
     p.add_argument("--utility-epochs", type=int, default=None,
                    help="cloud training epochs for the job's accuracy (default: the job's epochs)")
     p.add_argument("--narrow", type=int, default=0, metavar="C",
@@ -53,24 +56,19 @@ def add_audit_parser(sub: argparse._SubParsersAction, job_args) -> None:
                    help="also audit k-ary randomized response on labels at this epsilon (default: the job's)")
     p.add_argument("--ssim-below", type=float, default=0.3, help="'unrecognizable' threshold for the verdict")
     p.add_argument("--min-accuracy", type=float, default=0.85, help="accuracy the job must keep in the verdict")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_audit)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see cli._quiet_openmp
+    quiet_openmp()
     epsilons = parse_epsilon_list(args.epsilons)
     label_eps = parse_epsilon_list(args.label_epsilon)[0] if args.label_epsilon else None
     for name in ("victims", "likelihood_victims", "members", "decoder_epochs", "likelihood_steps", "judge_epochs",
                  "threads"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    from fedmist.cli import _load_job
-
-    job = _load_job(args)
+    job = load_job(args)
     started, cpu_started = time.perf_counter(), time.process_time()
     from fedmist.audit.decoder import DecoderConfig
     from fedmist.audit.frontier import choose_epsilon, write_frontier
