@@ -6,11 +6,14 @@ demo job's start-up. The zygote pays it once, while the launcher reads the manif
 then each worker is an ``os.fork()`` of a process that already has torch loaded (milliseconds).
 
 Each child is still its own OS process with its own PID, environment (the worker's env contract), working
-folder, log file and exit code, and it runs the same entrypoint (``fedmist worker aggregate|train``) that a
-container runs. ``fedmist run --no-prefork`` starts workers as fresh interpreters instead.
+folder, log file and exit code, and it runs the same entrypoint that a container runs (``fedmist worker
+aggregate|train``), called directly: :func:`fedmist.worker.main.run_worker`. The zygote starts workers and
+nothing else (not the CLI: it sits below it). ``fedmist run --no-prefork`` starts workers as fresh
+interpreters instead.
 
 Protocol, over the zygote's private stdin/stdout pipes, one JSON object per line (no pickle):
-launcher -> zygote ``{"argv": [...], "env": {...}, "log": path, "cwd": path, "exit_dir": path}``; zygote -> launcher
+launcher -> zygote ``{"argv": ["worker", "aggregate"|"train", *args], "env": {...}, "log": path, "cwd": path,
+"exit_dir": path}`` (``argv`` as ``fedmist`` would take it); zygote -> launcher
 ``{"ready": true}`` once preloaded, ``{"spawned": pid}`` or ``{"error": "..."}`` per request in order, and
 ``{"exited": pid, "code": n}`` when a child ends (``n`` as ``subprocess`` reports it: negative for a signal).
 The zygote exits when its stdin closes; children it started keep running, as ``subprocess`` children would.
@@ -37,13 +40,13 @@ PRELOAD = (
     "torch",
     "torch.nn.functional",
     "numpy",
-    "fedmist.cli",
     "fedmist.worker.main",
     "fedmist.worker.mistnet_aggregator",
     "fedmist.worker.mistnet_trainer",
     "fedmist.worker.rounds_aggregator",
     "fedmist.worker.rounds_trainer",
 )
+ROLES = {"aggregate": "aggregator", "train": "trainer"}  # argv[1] -> run_worker's role, as `fedmist worker` maps it
 MAX_REQUEST_BYTES = 4 << 20  # an env and an argv; anything bigger is not from the launcher
 POLL_S = 0.05
 
@@ -56,8 +59,18 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def worker_argv(argv: object) -> tuple[str, list[str]]:
+    """``["worker", "aggregate"|"train", *args]`` -> ``(role, args)`` for :func:`run_worker`; anything else
+    raises ``ValueError``: the zygote forks workers only."""
+    if (not isinstance(argv, list) or len(argv) < 2 or argv[0] != "worker" or argv[1] not in ROLES
+            or not all(isinstance(a, str) for a in argv)):
+        raise ValueError(f"the zygote starts workers only: argv must be ['worker', 'aggregate'|'train', ...], "
+                         f"got {str(argv)[:200]}")
+    return ROLES[argv[1]], list(argv[2:])
+
+
 def _run_child(request: dict[str, Any]) -> None:
-    """In the forked child: become the worker (fds, env, folder) and run the CLI; never returns."""
+    """In the forked child: become the worker (fds, env, folder) and run its entrypoint; never returns."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -77,9 +90,10 @@ def _run_child(request: dict[str, Any]) -> None:
         extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[:0] = [p for p in extra if p not in sys.path]  # PYTHONPATH is only read at interpreter start
         sys.argv = ["fedmist", *request["argv"]]
-        from fedmist.cli import main
+        role, args = worker_argv(request["argv"])
+        from fedmist.worker.main import run_worker
 
-        code = main(request["argv"])
+        code = run_worker(role, args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
@@ -128,6 +142,7 @@ def _spawn(line: bytes) -> None:
         for key in ("env", "log", "cwd"):
             if key not in request:
                 raise ValueError(f"a request needs {key}")
+        worker_argv(request["argv"])
     except ValueError as exc:
         _write({"error": str(exc)})
         return
