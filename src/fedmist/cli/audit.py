@@ -38,7 +38,7 @@ def add_commands(sub: Subparsers) -> None:
     p = add_command(sub, "audit", cmd_audit, "attack a MistNet job's uploads at several epsilons; write the "
                                              "privacy-utility frontier (table, JSON, PNG)")
     add_job_args(p)
-    p.add_argument("--epsilons", default=DEFAULT_EPSILONS, help=f"per-feature epsilons (default {DEFAULT_EPSILONS})")
+    p.add_argument("--epsilons", default=DEFAULT_EPSILONS, help="per-feature epsilons (default: %(default)s)")
     p.add_argument("--out", help="output folder (default runs/<job>/audit)")
     p.add_argument("--public", help="the attacker's auxiliary data, an IDX folder (default: <edge data>/../public)")
     p.add_argument("--victims", type=int, default=1000, help="edge images attacked by the decoder")

@@ -54,7 +54,7 @@ def add_commands(sub: Subparsers) -> None:
                                         "Sedna example image, which does not contain fedmist)")
     render.add_argument("--uid", default=UID_PLACEHOLDER,
                         help="the FederatedLearningJob's uid for ownerReferences (kubectl get fl NAME -o "
-                             "jsonpath='{.metadata.uid}'); the default is a placeholder")
+                             "jsonpath='{.metadata.uid}'); default: %(default)s, a placeholder")
     render.add_argument("--no-owner-refs", action="store_true",
                         help="omit ownerReferences (objects then outlive the job; needed when it is not applied)")
     render.add_argument("--no-token-secret", action="store_true",

@@ -6,7 +6,7 @@ import argparse
 
 from fedmist.cli.common import FASHION_MNIST, Subparsers, add_command
 
-SOURCE_HELP = "folder with train-*/t10k-* IDX files (default: Debian's Fashion-MNIST)"
+SOURCE_HELP = "folder with train-*/t10k-* IDX files (default: %(default)s, Debian's Fashion-MNIST)"
 
 
 def _edge_sizes(text: str) -> list[int]:
