@@ -230,8 +230,9 @@ def problems(refs: list[Ref]) -> list[str]:
         for src in sorted(component):  # one line per edge inside the cycle: its first reference
             for dst in sorted(set(edges[src]) & component):
                 ref, more = edges[src][dst][0], len(edges[src][dst]) - 1
+                cycle = ", ".join(sorted(component))
                 lines.append(f"src/{ref.file}:{ref.line}: cycles: {src} -> {dst} ({ref.how} of {ref.target}"
-                             + (f"; {more} more" if more else "") + f") in the cycle {{{', '.join(sorted(component))}}}")
+                             + (f"; {more} more" if more else "") + f") in the cycle {{{cycle}}}")
     for component in sorted(set(ALLOWED_CYCLES) - set(found), key=sorted):
         lines.append(f"cycles: allowlisted cycle {{{', '.join(sorted(component))}}} is gone: remove it from "
                      f"ALLOWED_CYCLES")
