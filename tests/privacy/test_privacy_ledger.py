@@ -111,6 +111,7 @@ def test_resume_needs_the_recorded_release_and_the_budget_refuses_before_recordi
         edge.begin_release(_release(), resume_records=40, seed_is_new=False)
     edge.begin_release(_release(), resume_records=0, seed_is_new=True)
     edge.begin_release(_release(), resume_records=40, seed_is_new=False)  # the recorded release resumes
+    edge.begin_release(_release(), resume_records=80, seed_is_new=True)  # ... also after a reconnect in-process
     assert len(read_ledger(tmp_path / "state")) == 1
     with pytest.raises(ConfigurationError, match="^privacy budget exceeded: .* makes 3552, over privacy_budget 3000"):
         edge.begin_release(_release(data="d2", r=600), resume_records=0, seed_is_new=False)

@@ -109,12 +109,14 @@ class EdgePrivacy:
         return CoupledNoise(noise_key(seed, data, features, purpose), k)
 
     def begin_release(self, release: Release, resume_records: int, seed_is_new: bool) -> None:
-        """Check a release before its first record leaves, then record it (see the module docstring)."""
+        """Check a release before its first record leaves, then record it (see the module docstring). A resume
+        needs this very release in the ledger (written before its first record left, by this process or an
+        earlier one); ``seed_is_new`` only tells the two reasons apart in the message."""
         try:
             known = read_ledger(self.state_dir)
         except LedgerError as exc:
             raise ConfigurationError(f"privacy ledger: {exc}") from None
-        if resume_records and (seed_is_new or not any(k.key() == release.key() for k in known)):
+        if resume_records and not any(k.key() == release.key() for k in known):
             why = ("its state folder (noise seed and ledger) was lost" if seed_is_new
                    else "its data, epsilon or edge model changed since then")
             raise ConfigurationError(
