@@ -21,7 +21,8 @@ def _release(data: str = "d1", features: str = "f1", eps: float = 2.0, r: int = 
 
 
 def test_same_data_takes_the_largest_epsilon_different_data_sums() -> None:
-    same = [_release(eps=2.0, label=1.0), _release(eps=1.0, job="job-b", label=3.0), _release(eps=0.5, job="c", label=1.0)]
+    same = [_release(eps=2.0, label=1.0), _release(eps=1.0, job="job-b", label=3.0),
+            _release(eps=0.5, job="c", label=1.0)]
     total = cumulative(same)
     assert (total.per_feature, total.per_sample, total.labels) == (2.0, 2352.0, 3.0)
     mixed = [*same, _release(data="d2", eps=1.5, r=100, label=0.5), _release(features="f2", eps=0.25, r=400)]

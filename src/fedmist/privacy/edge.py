@@ -83,7 +83,8 @@ class EdgePrivacy:
                    parse_budget(ctx.params.extra))
 
     def effective(self, task_epsilon: float, task_label_epsilon: float | None) -> tuple[float, float | None]:
-        return stricter(self.epsilon, task_epsilon), stricter(self.label_epsilon, task_label_epsilon)  # type: ignore[return-value]
+        """(epsilon, label_epsilon) this edge applies: its own, or the job's floor where that is stricter."""
+        return min(self.epsilon, task_epsilon), stricter(self.label_epsilon, task_label_epsilon)
 
     def seed(self) -> tuple[int, bool]:
         """This edge's secret noise seed and whether it was just created (mode 0600, O_EXCL)."""

@@ -1,8 +1,9 @@
 """MistNet on the edge for YOLO detection (DESIGN 5.1-5.4): get the edge part of the detector from the
 aggregator, run it once over the local COCO-layout images, binarize + randomized response, and stream packed
-bits with each image's boxes (ws frames or one S3 object), exactly like the classification edge, with the same edge-side privacy (``fedmist.privacy.edge``): the stricter
-epsilon, noise keyed on the seed and the image/label files, the ledger, the budget. Labels (boxes) travel as
-given: a trainer's own label_epsilon is refused, as the aggregator's is.
+bits with each image's boxes (ws frames or one S3 object), exactly like the classification edge, with the same
+edge-side privacy (``fedmist.privacy.edge``): the stricter epsilon, noise keyed on the seed and the image and
+label files, the ledger, the budget. Boxes travel as given: a trainer's own label_epsilon is refused, as the
+aggregator's is.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run_detect_trainer(ctx: WorkerContext) -> dict[str, Any]:
     from fedmist.models.yolo_env import prepare_ultralytics
 
     torch.set_num_threads(max(1, ctx.threads))
-    EdgePrivacy.from_context(ctx)  # a trainer without its own epsilon fails before it loads anything
+    privacy = EdgePrivacy.from_context(ctx)  # a trainer without its own epsilon fails before it loads anything
     if ctx.params.label_epsilon is not None:
         raise ConfigurationError("label_epsilon is not supported for detection jobs (box classes travel as given)")
     reporter = Reporter(ctx.status_file, ctx.worker, "trainer")
@@ -59,7 +60,7 @@ def run_detect_trainer(ctx: WorkerContext) -> dict[str, Any]:
     from fedmist.privacy.noise import files_fingerprint
 
     try:
-        secrets = edge_secrets(ctx, files_fingerprint((image, label_path_of(image)) for image in data.images))
+        secrets = edge_secrets(privacy, files_fingerprint((image, label_path_of(image)) for image in data.images))
     except OSError as exc:
         raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {exc}") from None
     reporter.update(force=True, stage="connecting", samples=len(data))
@@ -134,7 +135,7 @@ async def _upload(ctx: WorkerContext, secrets: EdgeSecrets, features: str, chann
     noise = EdgePrivacy.noise(secrets.seed, secrets.data, features, "features")
     stream = DetectionRecordStream(edge, data, epsilon, None, task.chunk_records,
                                    noise=lambda bits, start: randomized_bits(noise, bits, epsilon, start))
-    reporter.update(force=True, stage="extracting", received=task.resume_records)
+    reporter.update(force=True, stage="extracting", received=task.resume_records, epsilon=epsilon)
     bytes_s3 = await send_records(ctx, channel, stream, record, layout, task.resume_records, reporter)
     log.info("uploaded %d detection records of %d bytes via %s; edge compute %.3f s (+%.3f s reading images)",
              len(data), record, ctx.transmitter, stream.compute_s, stream.load_s)

@@ -24,7 +24,7 @@ from fedmist.data.tensors import probe_batch
 from fedmist.models.parts import build_job_model, split_parts
 from fedmist.privacy.edge import EdgePrivacy, features_fingerprint
 from fedmist.privacy.ledger import Release
-from fedmist.privacy.noise import data_fingerprint, randomized_bits, randomized_labels
+from fedmist.privacy.noise import CoupledNoise, data_fingerprint, randomized_bits, randomized_labels
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
 from fedmist.wire.envelope import Envelope, ProtocolError
@@ -44,7 +44,7 @@ FRAME_BYTES = 64 * 1024  # records per RECORDS frame are capped so a lost connec
 @dataclass(frozen=True)
 class EdgeSecrets:
     """What this edge knows at start and the aggregator never learns: its privacy settings, its noise seed
-    (and whether it was just created: then it cannot resume an earlier upload) and its data's fingerprint."""
+    (and whether this process created it, which names why a resume fails) and its data's fingerprint."""
 
     privacy: EdgePrivacy
     seed: int
@@ -52,8 +52,7 @@ class EdgeSecrets:
     data: str
 
 
-def edge_secrets(ctx: WorkerContext, data: str) -> EdgeSecrets:
-    privacy = EdgePrivacy.from_context(ctx)
+def edge_secrets(privacy: EdgePrivacy, data: str) -> EdgeSecrets:
     seed, is_new = privacy.seed()
     return EdgeSecrets(privacy, seed, is_new, data)
 
@@ -61,14 +60,14 @@ def edge_secrets(ctx: WorkerContext, data: str) -> EdgeSecrets:
 def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
     """Upload this edge's features; return the edge's figures (samples, bytes, compute seconds)."""
     torch.set_num_threads(max(1, ctx.threads))
-    EdgePrivacy.from_context(ctx)  # a trainer without its own epsilon fails before it loads anything
+    privacy = EdgePrivacy.from_context(ctx)  # a trainer without its own epsilon fails before it loads anything
     reporter = Reporter(ctx.status_file, ctx.worker, "trainer")
     reporter.update(force=True, phase="Running", stage="loading")
     try:
         images, labels = load_dataset(ctx.dataset_url, ctx.dataset_format)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
-    edge = edge_secrets(ctx, data_fingerprint(images, labels))
+    edge = edge_secrets(privacy, data_fingerprint(images, labels))
     reporter.update(force=True, stage="connecting", samples=len(images))
     return asyncio.run(_run(ctx, edge, images, labels, reporter))
 
@@ -148,7 +147,7 @@ class _RecordStream:
     """Extraction as a stream of record chunks ``(first_index, bytes)``; counts edge compute and hashes all."""
 
     def __init__(self, edge: torch.nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, epsilon: float,
-                 chunk_records: int, label_bytes: int, noise) -> None:
+                 chunk_records: int, label_bytes: int, noise: CoupledNoise) -> None:
         self._batches = iter_extract(edge, images, epsilon, batch_size=chunk_records,
                                      noise=lambda bits, start: randomized_bits(noise, bits, epsilon, start))
         self._labels = labels
@@ -203,7 +202,8 @@ async def _upload(ctx: WorkerContext, secrets: EdgeSecrets, features: str, chann
     sent_labels = labels if label_epsilon is None else randomized_labels(
         EdgePrivacy.noise(secrets.seed, secrets.data, "", "labels", task.num_classes), labels, label_epsilon)
     stream = _RecordStream(edge, images, sent_labels, epsilon, task.chunk_records, label_bytes, noise)
-    reporter.update(force=True, stage="extracting", received=task.resume_records)
+    reporter.update(force=True, stage="extracting", received=task.resume_records, epsilon=epsilon,
+                    label_epsilon=label_epsilon)
     done_bytes_s3 = await send_records(ctx, channel, stream, record, layout, task.resume_records, reporter)
     log.info("uploaded %d records of %d bytes via %s; edge compute %.3f s", len(images), record,
              ctx.transmitter, stream.compute_s)
