@@ -79,8 +79,9 @@ class EdgePrivacy:
         if ctx.params.epsilon is None:
             raise ConfigurationError("epsilon: a MistNet trainer needs an epsilon of its own (the noise it "
                                      "promises its data; use epsilon: inf to send bits in clear explicitly)")
+        budget = getattr(ctx.params, BUDGET_PARAM, None)  # a JobParams field if spec/ ever parses it
         return cls(Path(ctx.state_dir), ctx.job, ctx.worker, ctx.params.epsilon, ctx.params.label_epsilon,
-                   parse_budget(ctx.params.extra))
+                   budget if budget is not None else parse_budget(ctx.params.extra))
 
     def effective(self, task_epsilon: float, task_label_epsilon: float | None) -> tuple[float, float | None]:
         """(epsilon, label_epsilon) this edge applies: its own, or the job's floor where that is stricter."""

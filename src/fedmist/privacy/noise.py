@@ -102,13 +102,16 @@ class CoupledNoise:
         self.key = key
         self.k = int(k)
 
-    def _words(self, round_index: int, elements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two 64-bit words per element (by global index) for replacement round ``round_index``: a keyed
-        counter-mode mix, so any element's words are computed directly, without generating the others."""
+    def _round_keys(self, round_index: int) -> tuple[np.uint64, np.uint64, np.uint64]:
         digest = hashlib.sha256(self.key + round_index.to_bytes(8, "little")).digest()
-        k0, k1, k2 = (np.uint64(int.from_bytes(digest[i:i + 8], "little")) for i in (0, 8, 16))
-        base = elements.astype(np.uint64) * np.uint64(2) + k0
-        return _mix(_mix(base) ^ k1), _mix(_mix(base + np.uint64(1)) ^ k2)
+        return tuple(np.uint64(int.from_bytes(digest[i:i + 8], "little")) for i in (0, 8, 16))  # type: ignore[return-value]
+
+    @staticmethod
+    def _word(keys: tuple[np.uint64, np.uint64, np.uint64], elements: np.ndarray, lane: int) -> np.ndarray:
+        """64-bit word ``lane`` (0: spacing, 1: symbol) of each element (by global index) in one replacement
+        round: a keyed counter-mode mix, so any element's word is computed directly, without the others'."""
+        base = elements.astype(np.uint64) * np.uint64(2) + keys[0] + np.uint64(lane)
+        return _mix(_mix(base) ^ keys[1 + lane])
 
     def apply(self, values: np.ndarray | torch.Tensor, eps: float, start: int) -> np.ndarray:
         """The release at ``eps`` of ``values`` (shape ``(B, width)``, rows ``start .. start + B - 1`` of the
@@ -124,13 +127,14 @@ class CoupledNoise:
         survival = np.ones(flat.size)
         active = np.arange(flat.size)
         for round_index in range(MAX_ROUNDS):
-            spacing, symbol = self._words(round_index, active + first)
+            keys = self._round_keys(round_index)
+            spacing = self._word(keys, active + first, 0)
             survival[active] *= ((spacing >> np.uint64(11)).astype(np.float64) + 0.5) / _TWO_53
-            hit = survival[active] >= floor
-            active = active[hit]
+            active = active[survival[active] >= floor]
             if active.size == 0:
                 return out
-            chosen = ((symbol[hit] >> np.uint64(32)) * np.uint64(self.k)) >> np.uint64(32)
+            symbol = self._word(keys, active + first, 1)
+            chosen = ((symbol >> np.uint64(32)) * np.uint64(self.k)) >> np.uint64(32)
             flat[active] = chosen.astype(flat.dtype)
         raise RuntimeError(f"noise at epsilon {eps} needs more than {MAX_ROUNDS} replacement rounds")
 
