@@ -91,11 +91,29 @@ def test_host_paths_mount_only_the_files_own_folder(mnist_objects: list[dict], s
     assert mounts == {"/model": False, "/pretrained": True, "/data/test": True, "/var/lib/fedmist": None,
                       "/var/run/fedmist": None}
     edge = by_name(seed_objects, "Pod", "yolo-v5-edge-node-2")
-    assert [v["hostPath"] for v in edge["spec"]["volumes"] if "hostPath" in v] == [
+    assert [v["hostPath"] for v in edge["spec"]["volumes"] if "hostPath" in v and v["name"] != "fedmist-state"] == [
         {"path": "/data/2/COCO", "type": "Directory"}]
     for obj in [*mnist_objects, *seed_objects]:
         for volume in obj.get("spec", {}).get("volumes", []):
             assert volume.get("hostPath", {}).get("path") != "/"
+
+
+def test_trainer_state_outlives_the_pod_on_its_edge_node(mnist_objects: list[dict], seed_objects: list[dict]) -> None:
+    """The noise seed and privacy ledger sit in a hostPath folder of the trainer's own node (per namespace and
+    worker), so a restarted pod resumes with the same seed; the aggregator keeps its per-attempt emptyDir."""
+    for objects, job, workers in ((mnist_objects, "mnist-mistnet", ("edge1", "edge2")),
+                                  (seed_objects, "yolo-v5", ("edge-node-1", "edge-node-2"))):
+        for worker in workers:
+            pod = by_name(objects, "Pod", f"{job}-{worker}")
+            [state] = [v for v in pod["spec"]["volumes"] if v["name"] == "fedmist-state"]
+            assert state == {"name": "fedmist-state", "hostPath": {
+                "path": f"/var/lib/fedmist/edges/default/{worker}", "type": "DirectoryOrCreate"}}
+            assert {"name": "fedmist-state", "mountPath": "/var/lib/fedmist"} in \
+                pod["spec"]["containers"][0]["volumeMounts"]
+            assert env_of(pod)["FEDMIST_STATE_DIR"] == "/var/lib/fedmist/state"
+    agg = by_name(mnist_objects, "Pod", "mnist-mistnet-cloud")
+    assert {"name": "fedmist-state", "emptyDir": {}} in agg["spec"]["volumes"]
+    _validate(mnist_objects + seed_objects)
 
 
 def test_s3_credentials_only_by_secret_key_ref(seed_objects: list[dict]) -> None:
@@ -139,7 +157,8 @@ def test_txt_dataset_mounts_its_index_folder(tmp_path: Path) -> None:
     job.write_text(MNIST.read_text().replace("url: /data/edge1\n  format: idx",
                                              "url: /data/edge1/train.txt\n  format: txt"))
     pod = by_name(render(job), "Pod", "mnist-mistnet-edge1")
-    assert [v["hostPath"]["path"] for v in pod["spec"]["volumes"] if "hostPath" in v] == ["/data/edge1"]
+    assert [v["hostPath"]["path"] for v in pod["spec"]["volumes"]
+            if "hostPath" in v and v["name"] != "fedmist-state"] == ["/data/edge1"]
     assert env_of(pod)["TRAIN_DATASET_URL"] == "/data/edge1/train.txt"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,10 +52,12 @@ def edge_bits(edge: nn.Module, images: np.ndarray) -> torch.Tensor:
 class DetectionRecordStream:
     """The edge's records as chunks ``(first_index, bytes)``; counts edge compute, hashes everything sent."""
 
-    def __init__(self, edge: nn.Module, data: DetectionDataset, epsilon: float, seed: int,
-                 batch_size: int) -> None:
+    def __init__(self, edge: nn.Module, data: DetectionDataset, epsilon: float, seed: int | None,
+                 batch_size: int, noise: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> None:
+        """``noise`` (clean bits, first index) -> noisy bits: the edge's keyed noise; else seeded RR at eps."""
         self.edge, self.data, self.epsilon, self.batch_size = edge, data, epsilon, max(2, batch_size)
-        self.gen = np.random.default_rng(int(seed))
+        self.gen = np.random.default_rng(None if seed is None else int(seed))
+        self.noise = noise
         self.digest = hashlib.sha256()
         self.compute_s = 0.0
         self.load_s = 0.0
@@ -68,7 +70,7 @@ class DetectionRecordStream:
             images, labels = self.data.batch(start, start + self.batch_size)
             t1 = time.perf_counter()
             bits = edge_bits(self.edge, images)
-            noisy = randomized_response(bits, self.epsilon, self.gen)
+            noisy = self.noise(bits, start) if self.noise else randomized_response(bits, self.epsilon, self.gen)
             packed = pack_bits(noisy.numpy())
             self.compute_s += time.perf_counter() - t1
             self.load_s += t1 - t0

@@ -20,6 +20,8 @@ from fedmist.wire.envelope import ProtocolError
 from fedmist.wire.tensors import decode_arrays
 
 InferenceKernel = Callable[[nn.Module, torch.Tensor], torch.Tensor | None]
+# (clean bits of a batch, index of its first sample) -> the noisy bits: an edge's keyed, coupled noise
+NoiseFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def _generator(seed: int | None) -> np.random.Generator:
@@ -86,9 +88,12 @@ def feature_shape_of(edge: nn.Module, image_shape: tuple[int, ...] = (28, 28),
 
 
 def iter_extract(
-    edge: nn.Module, images: np.ndarray | torch.Tensor, eps: float, batch_size: int = 1000, seed: int | None = None
+    edge: nn.Module, images: np.ndarray | torch.Tensor, eps: float, batch_size: int = 1000, seed: int | None = None,
+    noise: NoiseFn | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(start_index, packed uint8 (B, nbytes))`` per batch: binarize, randomized response, pack."""
+    """Yield ``(start_index, packed uint8 (B, nbytes))`` per batch: binarize, randomized response, pack.
+    ``noise`` replaces the seeded randomized response at ``eps`` (the edges' keyed noise,
+    ``fedmist.privacy.noise``); ``seed`` serves benchmarks and audits."""
     batch_size = _check_batch(batch_size)
     gen = _generator(seed)
     was_training = edge.training
@@ -97,7 +102,7 @@ def iter_extract(
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 bits = _bits_of(edge, images[start : start + batch_size])
-                noisy = randomized_response(bits, eps, gen)
+                noisy = noise(bits, start) if noise is not None else randomized_response(bits, eps, gen)
                 yield start, pack_bits(noisy.numpy())
     finally:
         edge.train(was_training)

@@ -1,9 +1,10 @@
 """MistNet on the edge (DESIGN sections 5.1-5.4): get the edge part from the aggregator, run it once over the
 local data, binarize + randomized response, and stream the packed bits with labels as fixed-size records.
 
-The edge's noise seed is drawn from OS entropy once and kept in the edge's own state folder: a re-run after a
-crash reproduces exactly the bits already uploaded (so a resumed upload hashes the same and no record is ever
-sent with two different noise draws), and the aggregator never learns the seed.
+The edge decides its own privacy (``fedmist.privacy.edge``): it applies the stricter of its own epsilon and the
+aggregator's, keys its noise on its secret seed (kept in its own state folder) and on the data, so a re-run after
+a crash reproduces exactly the bits already uploaded (a resumed upload hashes the same) while other data gets
+fresh noise, and it writes every release to its privacy ledger before the first record leaves.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
-import secrets
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,9 @@ import torch
 from fedmist.data.loaders import load_dataset
 from fedmist.data.tensors import probe_batch
 from fedmist.models.parts import build_job_model, split_parts
-from fedmist.privacy.channel import label_randomized_response
+from fedmist.privacy.edge import EdgePrivacy, features_fingerprint
+from fedmist.privacy.ledger import Release
+from fedmist.privacy.noise import CoupledNoise, data_fingerprint, randomized_bits, randomized_labels
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
 from fedmist.wire.envelope import Envelope, ProtocolError
@@ -40,20 +41,39 @@ MAX_FRUITLESS_SESSIONS = 5  # reconnects in a row that did not move the resume o
 FRAME_BYTES = 64 * 1024  # records per RECORDS frame are capped so a lost connection costs at most ~64 KiB
 
 
+@dataclass(frozen=True)
+class EdgeSecrets:
+    """What this edge knows at start and the aggregator never learns: its privacy settings, its noise seed
+    (and whether this process created it, which names why a resume fails) and its data's fingerprint."""
+
+    privacy: EdgePrivacy
+    seed: int
+    seed_is_new: bool
+    data: str
+
+
+def edge_secrets(privacy: EdgePrivacy, data: str) -> EdgeSecrets:
+    seed, is_new = privacy.seed()
+    return EdgeSecrets(privacy, seed, is_new, data)
+
+
 def run_mistnet_trainer(ctx: WorkerContext) -> dict[str, Any]:
     """Upload this edge's features; return the edge's figures (samples, bytes, compute seconds)."""
     torch.set_num_threads(max(1, ctx.threads))
+    privacy = EdgePrivacy.from_context(ctx)  # a trainer without its own epsilon fails before it loads anything
     reporter = Reporter(ctx.status_file, ctx.worker, "trainer")
     reporter.update(force=True, phase="Running", stage="loading")
     try:
         images, labels = load_dataset(ctx.dataset_url, ctx.dataset_format)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
+    edge = edge_secrets(privacy, data_fingerprint(images, labels))
     reporter.update(force=True, stage="connecting", samples=len(images))
-    return asyncio.run(_run(ctx, images, labels, reporter))
+    return asyncio.run(_run(ctx, edge, images, labels, reporter))
 
 
-async def _run(ctx: WorkerContext, images: np.ndarray | torch.Tensor, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
+async def _run(ctx: WorkerContext, secrets: EdgeSecrets, images: np.ndarray | torch.Tensor, labels: np.ndarray,
+               reporter: Reporter) -> dict[str, Any]:
     """Sessions until the aggregator confirms the upload. A dropped connection is not the end: reconnect
     (backoff with jitter, bounded by the connect deadline) and resume from the offset the aggregator reports
     in its task, until ``MAX_FRUITLESS_SESSIONS`` sessions in a row ended without moving that offset."""
@@ -69,7 +89,7 @@ async def _run(ctx: WorkerContext, images: np.ndarray | torch.Tensor, labels: np
         totals["sessions"] += 1
         progress: dict[str, int] = {}
         try:
-            figures = await _session(ctx, channel, images, labels, reporter, progress)
+            figures = await _session(ctx, secrets, channel, images, labels, reporter, progress)
         except ProtocolError as exc:
             raise JobFailure(f"aggregator {url}: {exc}") from None
         except TransportError as exc:
@@ -91,8 +111,8 @@ async def _run(ctx: WorkerContext, images: np.ndarray | torch.Tensor, labels: np
         return figures
 
 
-async def _session(ctx: WorkerContext, channel: Channel, images: np.ndarray | torch.Tensor, labels: np.ndarray,
-                   reporter: Reporter, progress: dict[str, int]) -> dict[str, Any]:
+async def _session(ctx: WorkerContext, secrets: EdgeSecrets, channel: Channel, images: np.ndarray | torch.Tensor,
+                   labels: np.ndarray, reporter: Reporter, progress: dict[str, int]) -> dict[str, Any]:
     """One connection: HELLO, then either ACK (the aggregator holds everything already) or TASK + upload."""
     await channel.send(_envelope(ctx, msg.HELLO, {
         "role": "trainer", "token": ctx.token, "num_samples": len(images), "dataset": ctx.dataset_name}))
@@ -103,7 +123,8 @@ async def _session(ctx: WorkerContext, channel: Channel, images: np.ndarray | to
     task = msg.parse_meta(envelope, msg.TASK)
     progress["resume"] = task.resume_records
     edge = _edge_model(task, body)
-    figures = await _upload(ctx, channel, task, edge, images, labels, reporter)
+    features = features_fingerprint(task.model, task.cut_layer, task.num_classes, task.task, task.imgsz, body)
+    figures = await _upload(ctx, secrets, features, channel, task, edge, images, labels, reporter)
     reply, _ = await channel.recv(REPLY_TIMEOUT_S)
     ack = msg.parse_meta(reply, msg.ACK)
     if not ack.complete:
@@ -126,8 +147,9 @@ class _RecordStream:
     """Extraction as a stream of record chunks ``(first_index, bytes)``; counts edge compute and hashes all."""
 
     def __init__(self, edge: torch.nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, epsilon: float,
-                 chunk_records: int, label_bytes: int, seed: int) -> None:
-        self._batches = iter_extract(edge, images, epsilon, batch_size=chunk_records, seed=seed)
+                 chunk_records: int, label_bytes: int, noise: CoupledNoise) -> None:
+        self._batches = iter_extract(edge, images, epsilon, batch_size=chunk_records,
+                                     noise=lambda bits, start: randomized_bits(noise, bits, epsilon, start))
         self._labels = labels
         self._label_bytes = label_bytes
         self.digest = hashlib.sha256()
@@ -148,24 +170,46 @@ class _RecordStream:
             yield start, data
 
 
-async def _upload(ctx: WorkerContext, channel: Channel, task: msg.TaskMeta, edge: torch.nn.Module,
-                  images: np.ndarray | torch.Tensor, labels: np.ndarray, reporter: Reporter) -> dict[str, Any]:
-    epsilon = msg.parse_epsilon(task.epsilon)
+def effective_epsilons(secrets: EdgeSecrets, task: msg.TaskMeta) -> tuple[float, float | None]:
+    """The stricter of the edge's own epsilon / label_epsilon and the aggregator's (the job's floor)."""
+    job_label = msg.parse_epsilon(task.label_epsilon) if task.label_epsilon else None
+    return secrets.privacy.effective(msg.parse_epsilon(task.epsilon), job_label)  # type: ignore[return-value]
+
+
+def begin_release(ctx: WorkerContext, secrets: EdgeSecrets, features: str, task: msg.TaskMeta, r: int,
+                  epsilon: float, label_epsilon: float | None) -> None:
+    """Resume check, budget check and ledger entry, all before the first record of this release leaves."""
+    secrets.privacy.begin_release(Release(data=secrets.data, features=features, epsilon=epsilon, r=r,
+                                          label_epsilon=label_epsilon, job=ctx.job, worker=ctx.worker),
+                                  task.resume_records, secrets.seed_is_new)
+
+
+async def _upload(ctx: WorkerContext, secrets: EdgeSecrets, features: str, channel: Channel, task: msg.TaskMeta,
+                  edge: torch.nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray,
+                  reporter: Reporter) -> dict[str, Any]:
+    epsilon, label_epsilon = effective_epsilons(secrets, task)
     check_labels(labels, task.num_classes, ctx.dataset_name or ctx.dataset_url)
     shape = feature_shape_of(edge, probe=probe_batch(images))
-    feature_bytes = (int(np.prod(shape)) + 7) // 8
+    r = int(np.prod(shape))
+    feature_bytes = (r + 7) // 8
     label_bytes = 1 if task.num_classes <= 256 else 2
     record = feature_bytes + label_bytes
+    begin_release(ctx, secrets, features, task, r, epsilon, label_epsilon)
     layout = {"num_samples": len(images), "feature_bytes": feature_bytes, "label_bytes": label_bytes,
-              "feature_shape": list(shape), "epsilon": msg.format_epsilon(epsilon), "label_epsilon": task.label_epsilon}
-    stream = _RecordStream(edge, images, _labels_to_send(labels, task, ctx), epsilon, task.chunk_records,
-                           label_bytes, _noise_seed(ctx))
-    reporter.update(force=True, stage="extracting", received=task.resume_records)
+              "feature_shape": list(shape), "epsilon": msg.format_epsilon(epsilon),
+              "label_epsilon": "" if label_epsilon is None else msg.format_epsilon(label_epsilon)}
+    noise = EdgePrivacy.noise(secrets.seed, secrets.data, features, "features")
+    sent_labels = labels if label_epsilon is None else randomized_labels(
+        EdgePrivacy.noise(secrets.seed, secrets.data, "", "labels", task.num_classes), labels, label_epsilon)
+    stream = _RecordStream(edge, images, sent_labels, epsilon, task.chunk_records, label_bytes, noise)
+    reporter.update(force=True, stage="extracting", received=task.resume_records, epsilon=epsilon,
+                    label_epsilon=label_epsilon)
     done_bytes_s3 = await send_records(ctx, channel, stream, record, layout, task.resume_records, reporter)
     log.info("uploaded %d records of %d bytes via %s; edge compute %.3f s", len(images), record,
              ctx.transmitter, stream.compute_s)
     return {"samples": len(images), "compute_s": round(stream.compute_s, 3), "record_bytes": record,
-            "feature_shape": list(shape), "epsilon": epsilon, "bytes_s3": done_bytes_s3}
+            "feature_shape": list(shape), "epsilon": epsilon, "label_epsilon": label_epsilon,
+            "bytes_s3": done_bytes_s3}
 
 
 async def send_records(ctx: WorkerContext, channel: Channel, stream: Any, record: int, layout: dict[str, Any],
@@ -199,29 +243,6 @@ async def send_records(ctx: WorkerContext, channel: Channel, stream: Any, record
     done.update(sha256=stream.digest.hexdigest(), compute_s=stream.compute_s, bytes_up=channel.bytes_sent)
     await channel.send(_envelope(ctx, msg.RECORDS_DONE, done))
     return bytes_s3
-
-
-def _labels_to_send(labels: np.ndarray, task: msg.TaskMeta, ctx: WorkerContext) -> np.ndarray:
-    """Labels as uploaded: unchanged, or through k-ary randomized response when ``label_epsilon`` is set."""
-    if not task.label_epsilon:
-        return labels
-    gen = torch.Generator().manual_seed(_noise_seed(ctx) ^ 0x5EED)
-    noisy = label_randomized_response(torch.from_numpy(labels.astype(np.int64)), task.num_classes,
-                                      msg.parse_epsilon(task.label_epsilon), gen)
-    return noisy.numpy()
-
-
-def _noise_seed(ctx: WorkerContext) -> int:
-    """This edge's secret noise seed, created once (mode 0600) in its state folder."""
-    path = Path(ctx.state_dir) / "noise-seed"
-    if path.exists():
-        return int(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seed = secrets.randbits(63)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(str(seed))
-    return seed
 
 
 def _envelope(ctx: WorkerContext, kind: str, meta: dict[str, Any]) -> Envelope:

@@ -20,6 +20,8 @@ from fedmist.spec.paths import is_remote
 
 # Dataset formats whose url names a folder; the others (txt, csv index files) name a file.
 FOLDER_FORMATS: Final = frozenset({"dir", "idx"})
+# Where a trainer's state (noise seed, privacy ledger) lives on its edge node: <root>/<namespace>/<worker>.
+EDGE_STATE_ROOT: Final = "/var/lib/fedmist/edges"
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,25 @@ def volume_objects(mounts: list[HostMount]) -> tuple[list[dict[str, Any]], list[
                for name, m in zip(names, mounts)]
     volume_mounts = [{"name": name, "mountPath": m.path, "readOnly": m.read_only} for name, m in zip(names, mounts)]
     return volumes, volume_mounts
+
+
+def trainer_state_volume(namespace: str, worker: str) -> dict[str, Any]:
+    """The volume holding a trainer's state folder: a hostPath on its edge node, ``EDGE_STATE_ROOT/<namespace>/
+    <worker>``, created on first use.
+
+    Why it must outlive the pod: the folder holds the edge's secret noise seed and its privacy ledger. In an
+    emptyDir a restarted pod draws a fresh seed, so its resumed upload can never match the records the
+    aggregator already holds, and the ledger of what this edge released is gone with the pod.
+
+    Why a hostPath on the edge node and not a PersistentVolumeClaim: the seed is the edge's secret and the
+    ledger its own account, so both stay on the machine that holds the data (a claim may be bound to network
+    storage off the node, readable by whoever runs that storage); edge clusters (KubeEdge) often have no
+    storage class to bind a claim at all; and the trainer pod is already pinned to its node by ``nodeName``,
+    as its dataset's hostPath is, so every restart finds the same folder. Keyed by namespace and worker, not by
+    job, because the ledger must add up every job this edge served. A pod that lands on another node (no
+    nodeName) finds no seed and fails its resume in one line instead of resending under fresh noise.
+    """
+    return {"name": "fedmist-state",
+            "hostPath": {"path": posixpath.join(EDGE_STATE_ROOT, dns_label(namespace) or "default",
+                                                dns_label(worker) or "worker"),
+                         "type": "DirectoryOrCreate"}}
