@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2e_helpers import split_fmnist
+from e2e_helpers import fedmist, split_fmnist
 from fault_helpers import AGGREGATOR, JobRun, write_job
 from fedmist.launch.local import free_port
 from fedmist.testing.fault_proxy import FaultProxy
@@ -78,6 +78,9 @@ def test_the_edges_epsilon_wins_over_an_aggregator_that_says_inf(tiny_edges, sma
         assert run.report(edge)["epsilon"] == 2.0
         [entry] = _ledger(tmp_path / "run", edge)
         assert (entry["epsilon"], entry["r"], entry["label_epsilon"], entry["job"]) == (2.0, R, None, "edge-privacy")
+        shown = fedmist("privacy", "ledger", str(tmp_path / "run" / "state" / edge))
+        assert shown.returncode == 0, shown.stderr
+        assert "  epsilon per feature: 2\n" in shown.stdout and f"  epsilon per sample:  {2 * R}\n" in shown.stdout
         print(f"\n[edge privacy] {edge}: {flipped:.4f} of the uploaded bits differ from the clean ones "
               f"(1/(1+e^2) = {1 / (1 + math.e ** 2):.4f}) under an aggregator epsilon of inf")
 

@@ -7,8 +7,7 @@ its subcommands; :data:`GROUPS` is the order they appear in ``fedmist --help``:
 - :mod:`fedmist.cli.data`: ``data split|export|synth-detection`` (datasets)
 - :mod:`fedmist.cli.models`: ``pretrain``, ``pretrain-yolo``, ``predict`` (models)
 - :mod:`fedmist.cli.audit`: ``audit`` (attacks on what a MistNet job uploads)
-- privacy (``fedmist privacy ledger DIR``, the per-edge privacy ledger): a ``fedmist.cli.privacy`` module with
-  ``add_commands`` goes into :data:`GROUPS` after ``audit``
+- :mod:`fedmist.cli.privacy`: ``privacy ledger DIR`` (an edge's own privacy ledger)
 - :mod:`fedmist.cli.cluster`: ``render``, ``operator`` (Kubernetes)
 
 Nothing else in fedmist imports this package (tests/test_layers.py checks it): it sits on top of the library,
@@ -27,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fedmist import __version__
-from fedmist.cli import audit, cluster, data, jobs, models
+from fedmist.cli import audit, cluster, data, jobs, models, privacy
 from fedmist.cli.common import Subparsers, UsageError
 
 __all__ = ["GROUPS", "UsageError", "build_parser", "main"]
@@ -38,7 +37,7 @@ GROUPS: tuple[tuple[str, Callable[[Subparsers], None]], ...] = (
     ("data", data.add_commands),
     ("models", models.add_commands),
     ("audit", audit.add_commands),
-    # ("privacy", privacy.add_commands): `fedmist privacy ledger DIR` -> fedmist.privacy.ledger.ledger_command
+    ("privacy", privacy.add_commands),
     ("cluster", cluster.add_commands),
 )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fedmist.privacy.ledger import LedgerError, Release, budget_refusal, read_ledger, record_release
 from fedmist.privacy.noise import CoupledNoise, noise_key
-from fedmist.worker.errors import ConfigurationError
+from fedmist.errors import ConfigurationError
 
 SEED_FILE = "noise-seed"
 BUDGET_PARAM = "privacy_budget"

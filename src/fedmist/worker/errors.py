@@ -1,13 +1,8 @@
-"""The exceptions a worker raises when its job cannot go on."""
+"""The exceptions a worker raises when its job cannot go on (defined in :mod:`fedmist.errors`), and the label check."""
 
+from fedmist.errors import ConfigurationError, JobFailure
 
-class JobFailure(Exception):
-    """The job cannot go on; the message is the one-line reason recorded in status and the log."""
-
-
-class ConfigurationError(JobFailure):
-    """The job is misconfigured (a missing dataset, model file or url): restarting the worker cannot help,
-    so the worker exits with code 2 and launchers do not retry it."""
+__all__ = ["ConfigurationError", "JobFailure", "check_labels"]
 
 
 def check_labels(labels: object, num_classes: int, dataset: str) -> None:
