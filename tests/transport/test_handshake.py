@@ -297,3 +297,23 @@ def test_a_trainer_without_the_handshake_is_refused_by_name() -> None:
 
     reply = _run(aggregator.handle, body)
     assert reply["type"] == "error" and reply["meta"]["reason"] == "expected the handshake's 'auth', got 'hello'"
+
+
+def test_a_peer_of_the_previous_protocol_is_refused_by_version() -> None:
+    """A release-2 trainer (token in its HELLO, no handshake) hears why it is refused, in one line."""
+    aggregator = Aggregator()
+
+    async def body(port: int, _relay: RecordingRelay) -> dict[str, Any]:
+        channel = await ws.connect(f"ws://127.0.0.1:{port}", timeout=5)
+        await channel.recv(5)  # the challenge, which a release-2 trainer does not expect
+        header = json.dumps({"v": 2, "type": "hello", "job": JOB, "worker": "edge1",
+                             "meta": {"role": "trainer", "token": TOKEN, "num_samples": 7}}).encode()
+        await channel.send_raw(len(header).to_bytes(4, "big") + header + bytes(32))  # header, its v2 MAC
+        raw = await channel.recv_raw(5)
+        await _settle(aggregator, 1)
+        length = int.from_bytes(raw[:4], "big")
+        return json.loads(raw[4:4 + length])
+
+    reply = _run(aggregator.handle, body)
+    assert reply["meta"]["reason"] == "protocol version 2 not supported (this peer speaks 3)"
+    assert aggregator.outcomes[0][1] == ["refused: protocol version 2 not supported (this peer speaks 3)"]
