@@ -211,3 +211,54 @@ def test_a_tls_secret_whose_key_does_not_match_is_a_one_line_error(fedavg_data, 
     assert result.stderr.startswith(f"error: {job}: Secret of spec.transmitter.ws.credentialName: tls.crt/tls.key "
                                     "do not load as a certificate and its key: KEY_VALUES_MISMATCH")
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "logs" / "cloud.log").exists()
+
+
+def _aggregator(tmp_path: Path, **env: str) -> subprocess.Popen:
+    """A real aggregator process (``fedmist worker aggregate``, what a pod runs) listening on every interface
+    over plain ws: no TLS files in its env."""
+    import os
+    import sys
+
+    contract = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                "JOB_NAME": "j", "WORKER_NAME": "cloud", "aggregation_algorithm": "fedavg", "model": "lenet5",
+                "PARTICIPANTS_COUNT": "1", "FEDMIST_TOKEN": TOKEN, "FEDMIST_BIND_HOST": "0.0.0.0",
+                "AGG_BIND_PORT": "0", "FEDMIST_STATE_DIR": str(tmp_path / "state"),
+                "MODEL_URL": str(tmp_path / "model.pth"), **env}
+    return subprocess.Popen([sys.executable, "-m", "fedmist", "worker", "aggregate"], env=contract, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+PLAIN_RISK = ("frames stay authenticated and the token never crosses the wire, but the feature bits, labels and model "
+              "weights cross the network unencrypted, readable by anyone on the path")
+
+
+def test_plain_ws_off_loopback_needs_allow_plain_ws_and_then_warns(tmp_path):
+    refused = _aggregator(tmp_path)
+    try:
+        _, stderr = refused.communicate(timeout=120)
+    finally:
+        if refused.poll() is None:  # it served instead of refusing
+            refused.kill()
+            refused.wait()
+    assert refused.returncode == 2, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].endswith(
+        'ERROR fedmist.worker: bad job configuration: serving plain ws on 0.0.0.0 (not a loopback address) needs '
+        'allow_plain_ws: "true" in the job, or a TLS Secret (spec.transmitter.ws.credentialName): over plain ws '
+        + PLAIN_RISK)
+
+    allowed = _aggregator(tmp_path, allow_plain_ws="true")
+    try:
+        lines: list[str] = []
+        assert allowed.stderr is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("listening on ws://0.0.0.0:" in line for line in lines):
+            line = allowed.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        allowed.kill()
+        allowed.wait()
+    text = "".join(lines)
+    assert "listening on ws://0.0.0.0:" in text, text[-2000:]
+    assert f"WARNING fedmist.worker: serving plain ws on 0.0.0.0 (allow_plain_ws): {PLAIN_RISK}\n" in text
