@@ -66,9 +66,10 @@ async def _trainer(name: str, port: int, job: str) -> int:
     from fedmist.transport.security import Security
     from fedmist.wire.envelope import Envelope
 
-    channel = await connect_with_retry(f"ws://127.0.0.1:{port}", deadline_s=300, security=Security(token=TOKEN))
+    channel = await connect_with_retry(f"ws://127.0.0.1:{port}", deadline_s=300,
+                                       security=Security(token=TOKEN, job=job, worker=name))
     await channel.send(Envelope(type="hello", job=job, worker=name, meta={
-        "role": "trainer", "token": TOKEN, "num_samples": 100, "dataset": "synthetic"}))
+        "role": "trainer", "num_samples": 100, "dataset": "synthetic"}))
     rounds = 0
     while True:
         envelope, body = await channel.recv(900)

@@ -71,6 +71,9 @@ def receive_ws(port: int, total: int, tls_dir: str) -> None:
     spent = [0.0]
 
     async def handler(channel) -> None:
+        from fedmist.transport.handshake import accept
+
+        await accept(channel, TOKEN, "bench", 60)  # what an aggregator does first (before the timed transfer)
         first, body = await channel.recv(60)
         started = cpu_s()
         _, buffer = await recv_payload(channel, first, body, 120, total)
@@ -127,7 +130,8 @@ def send_ws(payload: bytes, tls_dir: str) -> tuple[float, float, float]:
 
     port = free_port()
     proc = start_receiver("ws", str(port), str(len(payload)), tls_dir)
-    security = Security.from_files(TOKEN, ca=f"{tls_dir}/ca.crt") if tls_dir else Security(token=TOKEN)
+    security = Security.from_files(TOKEN, ca=f"{tls_dir}/ca.crt", job="bench", worker="sender") if tls_dir \
+        else Security(token=TOKEN, job="bench", worker="sender")
     scheme = "wss" if tls_dir else "ws"
 
     async def main() -> tuple[float, float]:

@@ -1,13 +1,15 @@
 """A FedAvg job secured with the user's own certificate and token (a Secret named by
 ``spec.transmitter.ws.credentialName``), attacked while it runs: a client with a wrong token, one that trusts
-another CA, one whose HELLO was altered on the way and one claiming a connected worker's name each get their
-documented error, the aggregator logs the peer and the reason, and the job still succeeds with its two legit
+another CA, one whose HELLO was altered on the way, one sending a frame of another session and one claiming a
+connected worker's name each get their documented error, the aggregator logs the peer and the reason, and the job still succeeds with its two legit
 trainers untouched."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import re
@@ -25,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from e2e_helpers import REPO
 from fedmist.transport import ws
 from fedmist.transport.base import AuthenticationError, TransportError
-from fedmist.transport.security import Security, derive_mac_key
+from fedmist.transport.security import Security
 from fedmist.wire.envelope import Envelope, encode
 from test_fedavg_e2e import _command, _job_yaml, _status
 
@@ -87,12 +89,13 @@ def _reason(frame: bytes) -> str:
 
 async def _hello_and_reply(url: str, security: Security, frame_edit=None,  # type: ignore[no-untyped-def]
                            worker: str = "rogue") -> tuple[str, str]:
-    """Connect, send a HELLO as ``worker`` (MAC'd with the client's key, then edited), return
-    (the aggregator's reply reason, this client's address as the aggregator sees it)."""
-    channel = await ws.connect(url, security=security, timeout=10)
+    """Connect as ``worker`` (the handshake proves the token), send a HELLO (MAC'd with this session's key,
+    then edited), return (the aggregator's reply reason, this client's address as the aggregator sees it)."""
+    channel = await ws.connect(url, security=dataclasses.replace(security, job="mnist-fedavg", worker=worker),
+                               timeout=10)
     hello = Envelope(type="hello", job="mnist-fedavg", worker=worker,
-                     meta={"role": "trainer", "token": security.token, "num_samples": 100, "dataset": ""})
-    frame = encode(hello, b"", security.mac_key)
+                     meta={"role": "trainer", "num_samples": 100, "dataset": ""})
+    frame = channel.seal(hello)
     if frame_edit is not None:
         frame = frame_edit(frame)
     address = "%s:%d" % channel.local_address
@@ -124,16 +127,18 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):
         url = f"wss://127.0.0.1:{port}"
         trusting = Security.from_files(TOKEN, ca=str(tmp_path / "user-ca.crt"))
 
-        # (i) a wrong token: the aggregator names the claimed worker and refuses it
-        wrong_token = Security(token="not-the-token", client_ssl=trusting.client_ssl)
-        reason, address = asyncio.run(_hello_and_reply(url, wrong_token))
-        assert reason == "worker 'rogue' presented a wrong token"
-        wrong_token_line = f"rejected {address} (worker ?): worker 'rogue' presented a wrong token"
+        # (i) a wrong token: the handshake fails, the aggregator names the claimed worker and refuses it
+        wrong_token = Security(token="not-the-token", client_ssl=trusting.client_ssl, job="mnist-fedavg",
+                               worker="rogue")
+        with pytest.raises(AuthenticationError) as refused_token:
+            asyncio.run(ws.connect(url, security=wrong_token, timeout=10))
+        assert str(refused_token.value) == (f"{url}: the aggregator refused this worker: worker 'rogue' presented "
+                                            "a wrong token")
 
         # (ii) a client that trusts another CA refuses the aggregator's certificate (and never sends a byte)
         with pytest.raises(AuthenticationError) as refused:
-            asyncio.run(ws.connect(url, security=Security.from_files(TOKEN, ca=str(tmp_path / "other-ca.crt")),
-                                   timeout=10))
+            asyncio.run(ws.connect(url, security=Security.from_files(TOKEN, ca=str(tmp_path / "other-ca.crt"),
+                                                                     job="mnist-fedavg", worker="rogue"), timeout=10))
         assert str(refused.value) == (f"cannot verify the server at {url}: certificate verify failed: unable to get "
                                       "local issuer certificate (the CA this worker trusts did not sign the "
                                       "aggregator's certificate)")
@@ -143,21 +148,22 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):
             assert b'"num_samples":100' in frame
             return frame.replace(b'"num_samples":100', b'"num_samples":900')
         reason, tampered_address = asyncio.run(_hello_and_reply(url, trusting, tamper))
-        tampered = ("frame MAC mismatch ('hello' claiming worker 'rogue'): altered in transit or sent with "
-                    "another job key")
+        tampered = ("frame MAC mismatch ('hello' claiming worker 'rogue'): altered, replayed or reordered in "
+                    "transit, or sent in another session")
         assert reason == tampered
 
-        # (iv) a frame relayed from another job (MAC'd with that job's key) fails the same way
+        # (iv) a frame of another session (MAC'd with that session's key) fails the same way
         def relay(frame: bytes) -> bytes:
-            other_job = Envelope(type="hello", job="mnist-fedavg", worker="rogue", meta={
-                "role": "trainer", "token": TOKEN, "num_samples": 100, "dataset": ""})
-            return encode(other_job, b"", derive_mac_key("another-job-token"))
+            other = Envelope(type="hello", job="mnist-fedavg", worker="rogue", meta={
+                "role": "trainer", "num_samples": 100, "dataset": ""})
+            return encode(other, b"", hashlib.sha256(b"another session's key").digest())
         reason, _ = asyncio.run(_hello_and_reply(url, trusting, relay))
         assert reason == tampered
 
         # (v) a client speaking plain ws to the wss port gets no websocket at all
         with pytest.raises(TransportError) as plain:
-            asyncio.run(ws.connect(f"ws://127.0.0.1:{port}", security=Security(TOKEN), timeout=10))
+            asyncio.run(ws.connect(f"ws://127.0.0.1:{port}", security=Security(TOKEN, job="mnist-fedavg",
+                                                                               worker="rogue"), timeout=10))
         assert str(plain.value) == (f"cannot connect to ws://127.0.0.1:{port}: the server closed the "
                                      "connection during the websocket handshake")
 
@@ -181,7 +187,7 @@ def test_user_ca_job_refuses_rogues_and_succeeds(fedavg_data, tmp_path):
     assert set(status["workers"]) == {"edge1", "edge2"}
     assert all(w["phase"] == "Succeeded" and w["restarts"] == 0 for w in status["workers"].values()), status["workers"]
     log = agg_log.read_text()
-    assert wrong_token_line in log
+    assert re.search(r"rejected 127\.0\.0\.1:\d+ \(worker \?\): worker 'rogue' presented a wrong token\n", log), log
     assert f"rejected {tampered_address} (worker ?): {tampered}" in log
     assert f"rejected {duplicate_address} (worker ?): {reason}" in log
     # (ii) and (v) fail inside the TLS handshake: the aggregator names the peer and the reason, one line each
@@ -205,3 +211,54 @@ def test_a_tls_secret_whose_key_does_not_match_is_a_one_line_error(fedavg_data, 
     assert result.stderr.startswith(f"error: {job}: Secret of spec.transmitter.ws.credentialName: tls.crt/tls.key "
                                     "do not load as a certificate and its key: KEY_VALUES_MISMATCH")
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "logs" / "cloud.log").exists()
+
+
+def _aggregator(tmp_path: Path, **env: str) -> subprocess.Popen:
+    """A real aggregator process (``fedmist worker aggregate``, what a pod runs) listening on every interface
+    over plain ws: no TLS files in its env."""
+    import os
+    import sys
+
+    contract = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                "JOB_NAME": "j", "WORKER_NAME": "cloud", "aggregation_algorithm": "fedavg", "model": "lenet5",
+                "PARTICIPANTS_COUNT": "1", "FEDMIST_TOKEN": TOKEN, "FEDMIST_BIND_HOST": "0.0.0.0",
+                "AGG_BIND_PORT": "0", "FEDMIST_STATE_DIR": str(tmp_path / "state"),
+                "MODEL_URL": str(tmp_path / "model.pth"), **env}
+    return subprocess.Popen([sys.executable, "-m", "fedmist", "worker", "aggregate"], env=contract, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+PLAIN_RISK = ("frames stay authenticated and the token never crosses the wire, but the feature bits, labels and model "
+              "weights cross the network unencrypted, readable by anyone on the path")
+
+
+def test_plain_ws_off_loopback_needs_allow_plain_ws_and_then_warns(tmp_path):
+    refused = _aggregator(tmp_path)
+    try:
+        _, stderr = refused.communicate(timeout=120)
+    finally:
+        if refused.poll() is None:  # it served instead of refusing
+            refused.kill()
+            refused.wait()
+    assert refused.returncode == 2, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].endswith(
+        'ERROR fedmist.worker: bad job configuration: serving plain ws on 0.0.0.0 (not a loopback address) needs '
+        'allow_plain_ws: "true" in the job, or a TLS Secret (spec.transmitter.ws.credentialName): over plain ws '
+        + PLAIN_RISK)
+
+    allowed = _aggregator(tmp_path, allow_plain_ws="true")
+    try:
+        lines: list[str] = []
+        assert allowed.stderr is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("listening on ws://0.0.0.0:" in line for line in lines):
+            line = allowed.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        allowed.kill()
+        allowed.wait()
+    text = "".join(lines)
+    assert "listening on ws://0.0.0.0:" in text, text[-2000:]
+    assert f"WARNING fedmist.worker: serving plain ws on 0.0.0.0 (allow_plain_ws): {PLAIN_RISK}\n" in text

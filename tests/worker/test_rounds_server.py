@@ -10,7 +10,9 @@ import pytest
 
 from fedmist.strategy import FedAvg
 from fedmist.transport import ws
+from fedmist.transport.base import AuthenticationError
 from fedmist.transport.payload import recv_payload, send_payload
+from fedmist.transport.security import Security
 from fedmist.wire.envelope import Envelope
 from fedmist.worker import protocol as msg
 from fedmist.worker.errors import JobFailure
@@ -27,9 +29,10 @@ class FakeTrainer:
         self.name, self.url = name, url
 
     async def join(self, token: str = "tok") -> "FakeTrainer":
-        self.channel = await ws.connect(self.url)
+        """Connect (the handshake proves ``token``) and say HELLO."""
+        self.channel = await ws.connect(self.url, security=Security(token=token, job=JOB, worker=self.name))
         await self.channel.send(Envelope(type=msg.HELLO, job=JOB, worker=self.name,
-                                         meta={"role": "trainer", "token": token, "num_samples": 10}))
+                                         meta={"role": "trainer", "num_samples": 10}))
         return self
 
     async def next_fit(self) -> tuple[int, dict[str, np.ndarray]]:
@@ -148,18 +151,19 @@ def test_round_without_quorum_fails_with_a_reason_after_a_bounded_wait() -> None
 def test_wrong_token_and_unexpected_worker_get_an_error_reply() -> None:
     async def scenario() -> tuple[str, str, list[str]]:
         server, ws_server, url = await _start(1)
-        bad = await FakeTrainer("x", url).join(token="wrong")
-        env1, _ = await bad.channel.recv(5)
+        with pytest.raises(AuthenticationError) as bad:
+            await FakeTrainer("x", url).join(token="wrong")
         await FakeTrainer("a", url).join()
         await server.wait_for_workers(1, 5)
         extra = await FakeTrainer("b", url).join()
         env2, _ = await extra.channel.recv(5)
         connected = server.connected
         ws_server.close()
-        return env1.meta["reason"], env2.meta["reason"], connected
+        return str(bad.value), env2.meta["reason"], connected
 
     wrong, unexpected, connected = asyncio.run(scenario())
-    assert "wrong token" in wrong and "not expected" in unexpected and connected == ["a"]
+    assert wrong.endswith(": the aggregator refused this worker: worker 'x' presented a wrong token"), wrong
+    assert "not expected" in unexpected and connected == ["a"]
 
 
 def test_a_second_connection_claiming_a_live_trainer_is_refused_one_that_is_half_open_is_replaced() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from fedmist.strategy import FedAvg, FedMedian, FitResult, Strategy
 from fedmist.transport import carrier, ws
+from fedmist.transport.security import Security
 from fedmist.transport.payload import recv_payload, send_payload
 from fedmist.wire.envelope import Envelope
 from fedmist.worker import protocol as msg
@@ -26,9 +27,8 @@ GLOBAL = {"b": np.zeros(2, np.float32), "w": np.zeros(6, np.float32)}
 
 
 async def _trainer(name: str, url: str) -> ws.Channel:
-    channel = await ws.connect(url)
-    await channel.send(Envelope(type=msg.HELLO, job=JOB, worker=name,
-                                meta={"role": "trainer", "token": "tok", "num_samples": 10}))
+    channel = await ws.connect(url, security=Security(token="tok", job=JOB, worker=name))
+    await channel.send(Envelope(type=msg.HELLO, job=JOB, worker=name, meta={"role": "trainer", "num_samples": 10}))
     return channel
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fedmist.transport import ws
-from fedmist.transport.base import TransportError
+from fedmist.transport.base import AuthenticationError, TransportError
+from fedmist.transport.security import Security
 from fedmist.wire.envelope import Envelope, ProtocolError
 from fedmist.wire.tensors import decode_arrays, encode_arrays
 from fedmist.worker import protocol as msg
@@ -42,13 +43,18 @@ async def _with_server(plan, body):
         await listener.wait_closed()
 
 
-def _hello(worker: str, token: str = TOKEN, n: int = 6) -> Envelope:
-    return Envelope(type=msg.HELLO, job="job", worker=worker, meta={"role": "trainer", "token": token, "num_samples": n})
+def _hello(worker: str, n: int = 6) -> Envelope:
+    return Envelope(type=msg.HELLO, job="job", worker=worker, meta={"role": "trainer", "num_samples": n})
+
+
+def _as(worker: str, token: str = TOKEN, job: str = "job") -> Security:
+    """A client's side of the handshake: the token it holds and who it says it is (plain ws, no TLS)."""
+    return Security(token=token, job=job, worker=worker)
 
 
 async def _join(url: str, worker: str, n: int) -> tuple[ws.WsChannel, Envelope, memoryview]:
-    """Connect, say HELLO with the job token and ``n`` samples; the channel and the TASK reply."""
-    channel = await ws.connect(url)
+    """Connect (the handshake proves the job token), say HELLO with ``n`` samples; the channel and the TASK."""
+    channel = await ws.connect(url, security=_as(worker))
     await channel.send(_hello(worker, n=n))
     task_env, body = await channel.recv(5)
     return channel, task_env, body
@@ -71,8 +77,13 @@ async def _upload(url: str, worker: str, rows: np.ndarray) -> msg.AckMeta:
     return msg.parse_meta(ack_env, msg.ACK)
 
 
-async def _rejected(url: str, frames: list[Envelope | bytes]) -> str:
-    channel = await ws.connect(url)
+async def _rejected(url: str, frames: list[Envelope | bytes], worker: str = "edge1", token: str = TOKEN,
+                    job: str = "job") -> str:
+    """The aggregator's refusal: of the handshake (``refused: REASON``), or of the frames sent after it."""
+    try:
+        channel = await ws.connect(url, security=_as(worker, token, job))
+    except AuthenticationError as exc:
+        return "refused: " + str(exc).split(": the aggregator refused this worker: ", 1)[1]
     for frame in frames:
         if isinstance(frame, bytes):
             await channel.send_raw(frame)  # raw, possibly malformed, bytes straight onto the socket
@@ -92,17 +103,23 @@ def test_bad_peers_are_refused_and_a_good_edge_still_uploads(tmp_path):
     rows = np.arange(6 * 3, dtype=np.uint8).reshape(6, 3)
 
     async def body(server, url):
-        assert await _rejected(url, [_hello("edge1", token="wrong")]) == "worker 'edge1' presented a wrong token"
+        assert await _rejected(url, [], token="wrong") == "refused: worker 'edge1' presented a wrong token"
+        assert await _rejected(url, [], job="other") == "refused: worker 'edge1' belongs to job 'other', not 'job'"
         assert "header length" in await _rejected(url, [b"\xff\xff\xff\xffgarbage"])
-        assert "unexpected message 'records'" in await _rejected(url, [Envelope(type=msg.RECORDS, job="job", worker="x")])
-        assert "meta.num_samples" in await _rejected(url, [Envelope(type=msg.HELLO, job="job", worker="x",
-                                                                   meta={"role": "trainer", "num_samples": -1})])
+        assert "unexpected message 'records'" in await _rejected(
+            url, [Envelope(type=msg.RECORDS, job="job", worker="x")], worker="x")
+        assert "meta.num_samples" in await _rejected(
+            url, [Envelope(type=msg.HELLO, job="job", worker="x", meta={"role": "trainer", "num_samples": -1})],
+            worker="x")
         assert "belongs to job 'other'" in await _rejected(
-            url, [Envelope(type=msg.HELLO, job="other", worker="edge1", meta={"role": "trainer", "token": TOKEN, "num_samples": 6})])
+            url, [Envelope(type=msg.HELLO, job="other", worker="edge1", meta={"role": "trainer", "num_samples": 6})])
+        assert await _rejected(url, [_hello("edge2")]) == (
+            "HELLO names worker 'edge2', but the handshake authenticated 'edge1'")
         ack = await _upload(url, "edge1", rows)
         assert ack.complete and ack.received == 6
         assert server.complete == ["edge1"]
-        assert await _rejected(url, [_hello("edge9")]) == "worker 'edge9' is not expected: all 1 participants known"
+        assert await _rejected(url, [_hello("edge9")], worker="edge9") == (
+            "worker 'edge9' is not expected: all 1 participants known")
 
     asyncio.run(_with_server(_plan(tmp_path), body))
     features, labels = open_complete_stores(tmp_path).batch(np.arange(6))
@@ -124,7 +141,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
             if server.edges["edge1"].received == 4:
                 break
             await asyncio.sleep(0.01)
-        impostor = await _rejected(url, [_hello("edge1", token="wrong", n=8)])
+        impostor = await _rejected(url, [_hello("edge1", n=8)], token="wrong")
         first._listener.transport.underlying_transport.pause_reading()  # half-open: it no longer answers pings
         second, task_env, _ = await _join(url, "edge1", 8)  # `first` is never closed by its owner
         task = msg.parse_meta(task_env, msg.TASK)
@@ -139,7 +156,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
         return impostor, task, ack, server.edges["edge1"]
 
     impostor, task, ack, edge = asyncio.run(_with_server(_plan(tmp_path, participants=2), body))
-    assert impostor == "worker 'edge1' presented a wrong token"
+    assert impostor == "refused: worker 'edge1' presented a wrong token"
     assert task.resume_records == 4 and ack.complete and ack.received == 8
     assert edge.connections == 2 and edge.phase == "Uploaded"
     assert edge.bytes_up > 24  # both sessions' bytes count, not only the last one's
@@ -260,4 +277,4 @@ def test_a_slow_sender_is_cut_off_at_the_hello_deadline_and_logged(tmp_path, cap
         address, closed, seconds, sent = asyncio.run(_with_server(_plan(tmp_path), body))
     # cut off after the 2 s hello deadline plus the bounded close wait (5 s), long before the 1 MiB frame could end
     assert closed and seconds < 12 and sent < 200
-    assert f"lost {address} (worker ?): {address}: no message within 2 s" in caplog.text
+    assert f"lost {address} (worker ?): {address}: handshake not finished within 2 s" in caplog.text

@@ -17,11 +17,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     import yaml
 
     from fedmist.api import parse_path_map
-    from fedmist.launch.kube.render import RenderOptions, credential_secrets, render_job
+    from fedmist.launch.kube.render import RenderOptions, credential_secrets, plain_ws_warnings, render_job
     from fedmist.launch.kube.source import from_files
 
     loaded = from_files([Path(f) for f in args.file], parse_path_map(args.path_map), args.job, os.environ)
-    for warning in loaded.bundle.warnings:
+    for warning in [*loaded.bundle.warnings, *plain_ws_warnings(loaded.job)]:
         print(f"warning: {warning}", file=sys.stderr)
     options = RenderOptions(uid=args.uid, token=None if args.no_token_secret else secrets.token_urlsafe(32),
                             image=args.image, owner_refs=not args.no_owner_refs, spec_hash=loaded.spec_hash)

@@ -147,6 +147,7 @@ PARSERS: Final[dict[str, Parser]] = {
     "debias": _boolean,
     "seed": _integer(0),
     "keep_payloads": _boolean,
+    "allow_plain_ws": _boolean,
 }
 
 
@@ -186,6 +187,8 @@ class JobParams(BaseModel):
     debias: bool | None = None
     seed: int | None = None
     keep_payloads: bool = False
+    # plain ws to a non-loopback address: an explicit choice (frames stay authenticated, not confidential)
+    allow_plain_ws: bool = False
     extra: dict[str, str] = {}
 
 

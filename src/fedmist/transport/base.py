@@ -62,6 +62,12 @@ class Channel(abc.ABC):
         cannot probe says False, so it never blocks a reconnect."""
         return False
 
+    def begin_session(self, send_key: bytes, recv_key: bytes) -> None:
+        """From now on MAC every frame sent with ``send_key`` and require ``recv_key`` on every frame received,
+        each with its direction's frame counter from 0 (``transport.handshake`` calls this once it has
+        authenticated the peer). A channel that cannot carry an authenticated session refuses."""
+        raise TransportError(f"{self.peer}: this channel cannot carry an authenticated session")
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the connection (idempotent)."""

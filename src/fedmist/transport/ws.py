@@ -16,6 +16,7 @@ from typing import Any
 from picows import WSAutoPingStrategy, WSCloseCode, WSError, WSMsgType, ws_connect
 from picows.picows import WSProtocol
 
+from fedmist.transport import handshake
 from fedmist.transport.base import (PROBE_TIMEOUT_S, AuthenticationError, Channel, DeadlineExceeded, FrameConsumer,
                                     TransportError)
 from fedmist.transport.security import Security
@@ -48,13 +49,36 @@ _CLOSE_TIMEOUT = 5.0
 class WsChannel(Channel):
     """A :class:`Channel` over one websocket connection."""
 
-    def __init__(self, listener: FrameListener, peer: str, limits: Limits, mac_key: bytes | None = None) -> None:
+    def __init__(self, listener: FrameListener, peer: str, limits: Limits) -> None:
         self._listener = listener
         self.peer = peer
         self.limits = limits
-        self._mac_key = mac_key
+        # no keys until the handshake (transport.handshake) authenticated the peer; then one key and one frame
+        # counter per direction: frames are MAC'd with their position, so none can be replayed or reordered
+        self._send_key: bytes | None = None
+        self._recv_key: bytes | None = None
+        self._sent_frames = 0
+        self._received_frames = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+
+    def begin_session(self, send_key: bytes, recv_key: bytes) -> None:
+        self._send_key, self._recv_key = send_key, recv_key
+        self._sent_frames = self._received_frames = 0
+
+    def seal(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> bytes:
+        """The frame :meth:`send` would put on the wire next, MAC'd for its place in the session (the place is
+        taken: tests use this to alter a frame before :meth:`send_raw`)."""
+        frame = encode(envelope, body, self._send_key, self._sent_frames)
+        if self._send_key is not None:
+            self._sent_frames += 1
+        return frame
+
+    def _open(self, frame: bytes | memoryview) -> tuple[Envelope, memoryview]:
+        envelope, body = decode(frame, self.limits, self._recv_key, self._received_frames)
+        if self._recv_key is not None:
+            self._received_frames += 1
+        return envelope, body
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -67,8 +91,10 @@ class WsChannel(Channel):
         return TransportError(f"{self.peer}: connection closed{doing} ({self._listener.close_reason or 'no close frame'})")
 
     async def send(self, envelope: Envelope, body: bytes | bytearray | memoryview = b"") -> int:
-        # inline, not in a thread: BLAKE3 hashes a 1 MiB chunk in ~0.2 ms, less than a thread hand-off costs
-        frame = encode(envelope, body, self._mac_key)
+        # inline, not in a thread: BLAKE3 hashes a 1 MiB chunk in ~0.2 ms, less than a thread hand-off costs.
+        # Nothing awaits between sealing and send_raw handing the frame to the socket, so frames leave in the
+        # order of their counter even when several tasks send on one channel.
+        frame = self.seal(envelope, body)
         await self.send_raw(frame)
         self.bytes_sent += len(frame)
         return len(frame)
@@ -102,7 +128,7 @@ class WsChannel(Channel):
     async def recv(self, timeout: float) -> tuple[Envelope, memoryview]:
         frame = await self.recv_raw(timeout)
         self.bytes_received += len(frame)
-        return decode(frame, self.limits, self._mac_key)
+        return self._open(frame)
 
     async def recv_each(self, consume: FrameConsumer, timeout: float) -> None:
         """Like :meth:`Channel.recv_each`, with each frame decoded and consumed inside picows' callback, straight
@@ -112,7 +138,7 @@ class WsChannel(Channel):
                 raise ProtocolError("text websocket message; fedmist frames are binary")
             frame = memoryview(item)  # type: ignore[arg-type]
             self.bytes_received += len(frame)
-            envelope, body = decode(frame, self.limits, self._mac_key)
+            envelope, body = self._open(frame)
             return consume(envelope, body)
 
         try:
@@ -211,7 +237,7 @@ async def serve(handler: Handler, host: str, port: int, limits: Limits | None = 
         transport = listener.transport
         assert transport is not None
         peername = transport.underlying_transport.get_extra_info("peername") or ("?", 0)
-        channel = WsChannel(listener, f"{peername[0]}:{peername[1]}", limits, security.mac_key)
+        channel = WsChannel(listener, f"{peername[0]}:{peername[1]}", limits)
         wrapper.channels.add(channel)
         task = loop.create_task(_run(channel))
         wrapper.tasks.add(task)
@@ -235,9 +261,13 @@ async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0,
                   security: Security | None = None) -> WsChannel:
     """Open a channel to the aggregator at ``url`` (``ws://`` or ``wss://host:port``) within ``timeout`` s.
 
-    With a client TLS context the server's certificate is verified against the job CA."""
+    With a client TLS context the server's certificate is verified against the job CA; with a token the
+    handshake (``transport.handshake``) then authenticates both sides and keys the session, within another
+    ``timeout`` s. The server's side of the handshake is the handler's to run (after its connection gate)."""
     limits = limits or Limits()
     security = security or Security()
+    if security.token and not (security.job and security.worker):
+        raise ValueError("a client holding a token needs its job and worker name (Security.job, Security.worker)")
     secure = url.startswith("wss://")
     try:
         async with asyncio.timeout(timeout):
@@ -256,7 +286,14 @@ async def connect(url: str, limits: Limits | None = None, timeout: float = 10.0,
     if not isinstance(listener, FrameListener):  # picows returns no listener when the peer hung up mid-handshake
         raise TransportError(f"cannot connect to {url}: the server closed the connection during the websocket "
                              "handshake")
-    return WsChannel(listener, url, limits, security.mac_key)
+    channel = WsChannel(listener, url, limits)
+    if security.token:
+        try:
+            await handshake.offer(channel, security.token, security.job, security.worker, security.role, timeout)
+        except BaseException:
+            await channel.abort()
+            raise
+    return channel
 
 
 def _picows_logger() -> logging.Logger:

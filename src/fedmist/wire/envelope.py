@@ -3,8 +3,12 @@
 A frame is ``4-byte big-endian header length | JSON header | [32-byte MAC] | binary body``. The header is
 small and self-describing; the body is raw bytes (safetensors, packed bits, little-endian arrays) whose size
 and BLAKE3 digest the header declares, so a receiver can check a chunk before it touches its disk or its model.
-When the peers share a job key, the MAC (HMAC-SHA256 over the length prefix and the header, which carries
-the body's digest) follows the header, so a relay can alter neither header nor body unnoticed.
+When the peers share a session key, the MAC (HMAC-SHA256 over the frame's sequence number, the length prefix
+and the header, which carries the body's digest) follows the header, so a relay can alter neither header nor
+body unnoticed. The sequence number is implicit -- the count of frames this direction of the session carried
+before, never sent: a websocket over TCP delivers frames in order, so a frame replayed, dropped, reordered or
+spliced in from another session fails its MAC (protocol version 3; the keys come from the handshake in
+``fedmist.transport.handshake`` and differ per session and per direction).
 Nothing here ever unpickles anything: JSON and bytes only.
 
 Why BLAKE3 for the body and not SHA-256 (protocol version 2; version 1 carried ``sha256``): every payload byte
@@ -26,9 +30,13 @@ from typing import Any
 
 from blake3 import blake3
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 _LEN = struct.Struct(">I")
+_SEQ = struct.Struct(">Q")
 MAC_BYTES = 32
+
+#: What a frame failing its MAC means, in every refusal that reports one.
+MAC_MISMATCH_CAUSE = "altered, replayed or reordered in transit, or sent in another session"
 
 #: Payload kinds a body may carry. "none" means an empty body.
 PAYLOAD_KINDS = frozenset({"none", "json", "safetensors", "records", "raw"})
@@ -40,7 +48,7 @@ class ProtocolError(Exception):
 
 class MacMismatch(ProtocolError):
     """A frame's MAC did not verify. ``claimed`` is its header as sent -- unauthenticated, so it may only
-    be used to explain the refusal (which worker it claims to be, whether its HELLO token differs)."""
+    be used to explain the refusal (which message and worker it claims to be)."""
 
     def __init__(self, message: str, claimed: dict[str, Any]) -> None:
         super().__init__(message)
@@ -106,14 +114,19 @@ def body_digest(data: bytes | bytearray | memoryview) -> str:
     return blake3(data).hexdigest()
 
 
-def frame_mac(mac_key: bytes, prefix_and_header: bytes | memoryview) -> bytes:
-    """The frame's authentication tag: HMAC-SHA256 of the length prefix and the JSON header."""
-    return hmac.new(mac_key, prefix_and_header, hashlib.sha256).digest()
+def frame_mac(mac_key: bytes, prefix_and_header: bytes | memoryview, seq: int = 0) -> bytes:
+    """The frame's authentication tag: HMAC-SHA256 of its 8-byte sequence number, the length prefix and the
+    JSON header (the header carries the body's digest, so the tag covers the body too)."""
+    mac = hmac.new(mac_key, _SEQ.pack(seq), hashlib.sha256)
+    mac.update(prefix_and_header)
+    return mac.digest()
 
 
-def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"", mac_key: bytes | None = None) -> bytes:
+def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"", mac_key: bytes | None = None,
+           seq: int = 0) -> bytes:
     """Serialise one frame. ``size``/``blake3`` are filled in for single-frame payloads when left unset;
-    with ``mac_key`` the frame carries a MAC (the receiver must hold the same key)."""
+    with ``mac_key`` the frame carries a MAC for position ``seq`` of its direction (the receiver must hold the
+    same key and expect the same position)."""
     header = {name: getattr(envelope, name) for name in _FIELD_TYPES}
     if body and not envelope.blake3:
         header["blake3"] = body_digest(body)
@@ -121,11 +134,11 @@ def encode(envelope: Envelope, body: bytes | bytearray | memoryview = b"", mac_k
         header["size"] = len(body)
     raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     head = _LEN.pack(len(raw)) + raw
-    return b"".join((head, frame_mac(mac_key, head) if mac_key else b"", body))  # one copy of the body
+    return b"".join((head, frame_mac(mac_key, head, seq) if mac_key else b"", body))  # one copy of the body
 
 
 def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None,
-           mac_key: bytes | None = None) -> tuple[Envelope, memoryview]:
+           mac_key: bytes | None = None, seq: int = 0) -> tuple[Envelope, memoryview]:
     """Parse and validate one frame; raise :class:`ProtocolError` on anything malformed.
 
     Validation covers framing, header size, the MAC (checked before the header is even parsed), JSON
@@ -142,10 +155,11 @@ def decode(frame: bytes | bytearray | memoryview, limits: Limits | None = None,
     tag_bytes = MAC_BYTES if mac_key else 0
     if head_end + tag_bytes > len(view):
         raise ProtocolError(f"header length {header_len} exceeds frame of {len(view)} bytes")
-    if mac_key and not hmac.compare_digest(bytes(view[head_end:head_end + MAC_BYTES]), frame_mac(mac_key, view[:head_end])):
+    if mac_key and not hmac.compare_digest(bytes(view[head_end:head_end + MAC_BYTES]),
+                                           frame_mac(mac_key, view[:head_end], seq)):
         claimed = _unverified_header(view[_LEN.size:head_end])
         who = f" ('{str(claimed.get('type', '?'))[:40]}' claiming worker {str(claimed.get('worker', '?'))[:80]!r})"
-        raise MacMismatch(f"frame MAC mismatch{who}: altered in transit or sent with another job key", claimed)
+        raise MacMismatch(f"frame MAC mismatch{who}: {MAC_MISMATCH_CAUSE}", claimed)
     try:
         header = json.loads(bytes(view[_LEN.size : _LEN.size + header_len]), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:

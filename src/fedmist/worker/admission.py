@@ -1,14 +1,16 @@
 """How an aggregator lets a connection in, the same for the MistNet upload server and the FedAvg round server:
-the connection gate first (before a frame is read), then the HELLO's token and job, then the rule for a name
-that is already connected. Refusals are an ERROR reply the peer can read, never an exception that escapes."""
+the connection gate first (before a frame is read), then the handshake (the peer proves it holds the job token
+without sending it, ``transport.handshake``) and the HELLO, then the rule for a name that is already connected.
+Refusals are an ERROR reply the peer can read, never an exception that escapes."""
 
 from __future__ import annotations
 
-import hmac
 import logging
+import time
 from collections.abc import Callable
 
-from fedmist.transport.base import Channel, TransportError
+from fedmist.transport import handshake
+from fedmist.transport.base import Channel, DeadlineExceeded, TransportError
 from fedmist.transport.gate import ConnectionGate
 from fedmist.wire.envelope import Envelope, ProtocolError
 from fedmist.worker import protocol as msg
@@ -35,12 +37,21 @@ async def refused_at_gate(gate: ConnectionGate, channel: Channel, job: str) -> b
     return True
 
 
-def check_hello(envelope: Envelope, presented: str, token: str, job: str) -> None:
-    """A verified HELLO's claims: the token it presents (compared in constant time) and the job it names."""
-    if token and not hmac.compare_digest(presented.encode(), token.encode()):
-        raise ProtocolError(f"worker '{envelope.worker}' presented a wrong token")
+async def receive_hello(channel: Channel, token: str, job: str, timeout: float) -> tuple[Envelope, msg.HelloMeta]:
+    """The handshake (when the job has a token) and then the HELLO, both within ``timeout`` s. The HELLO must
+    name the job and the worker the handshake authenticated (it is MAC'd with that session's key)."""
+    deadline = time.monotonic() + timeout
+    worker = await handshake.accept(channel, token, job, timeout) if token else None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded(f"{channel.peer}: no HELLO within {timeout:g} s")
+    envelope, _ = await channel.recv(left)
+    hello = msg.parse_meta(envelope, msg.HELLO)
     if envelope.job != job:
         raise ProtocolError(f"worker '{envelope.worker}' belongs to job '{envelope.job}', not '{job}'")
+    if worker is not None and envelope.worker != worker:
+        raise ProtocolError(f"HELLO names worker '{envelope.worker}', but the handshake authenticated '{worker}'")
+    return envelope, hello
 
 
 async def refuse_if_live(name: str, old: Channel, still_current: Callable[[], bool]) -> None:

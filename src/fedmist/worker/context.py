@@ -6,6 +6,8 @@ under the local launcher and in a Kubernetes pod.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +17,13 @@ from fedmist.spec.params import JobParams, parse_params
 from fedmist.transport.security import Security
 
 DEFAULT_AGG_PORT = 7363
+
+log = logging.getLogger("fedmist.worker")
+
+#: What a job accepts with ``allow_plain_ws``, said in the refusal and in the warning.
+PLAIN_WS_RISK = ("frames stay authenticated and the token never crosses the wire, but the feature bits, labels "
+                 "and model weights cross the network unencrypted, readable by anyone on the path")
+_warned_plain: set[str] = set()
 
 
 class ContextError(Exception):
@@ -79,11 +88,32 @@ class WorkerContext:
         return S3Location.parse(self.agg_data_path).key(self.job, worker, name)
 
     def security(self) -> Security:
-        """TLS contexts and frame MACs for this worker's channels (from FEDMIST_TLS_* and FEDMIST_TOKEN)."""
+        """TLS contexts and the handshake's token and identity for this worker's channels (from FEDMIST_TLS_*
+        and FEDMIST_TOKEN). Plain ws beyond loopback is refused unless the job set ``allow_plain_ws``."""
+        self._check_plain_ws()
         try:
-            return Security.from_files(self.token, self.tls_cert, self.tls_key, self.tls_ca)
+            return Security.from_files(self.token, self.tls_cert, self.tls_key, self.tls_ca, job=self.job,
+                                       worker=self.worker)
         except (OSError, ValueError) as exc:
             raise ContextError(f"TLS setup failed: {exc}") from None
+
+    def _check_plain_ws(self) -> None:
+        """Why: without TLS nothing on the wire is confidential, and on a network (not loopback) that must be
+        the job's explicit choice. With ``allow_plain_ws`` it is, and the worker says so once at start."""
+        if self.role == "aggregator":
+            plain, host = not (self.tls_cert and self.tls_key), self.bind_host
+            where = f"serving plain ws on {host}"
+        else:
+            plain, host = not self.tls_ca, self.agg_ip
+            where = f"plain ws to the aggregator at {host}"
+        if not plain or _loopback(host):
+            return
+        if not self.params.allow_plain_ws:
+            raise ContextError(f"{where} (not a loopback address) needs allow_plain_ws: \"true\" in the job, or a "
+                               "TLS Secret (spec.transmitter.ws.credentialName): over plain ws " + PLAIN_WS_RISK)
+        if where not in _warned_plain:
+            _warned_plain.add(where)
+            log.warning("%s (allow_plain_ws): %s", where, PLAIN_WS_RISK)
 
     def aggregator_url(self) -> str:
         """Where trainers reach the aggregator: wss when a CA to verify it is configured."""
@@ -128,6 +158,16 @@ class WorkerContext:
             access_key_id=env.get("ACCESS_KEY_ID", ""),
             secret_access_key=env.get("SECRET_ACCESS_KEY", ""),
         )
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (an unresolved name other than localhost counts as remote)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

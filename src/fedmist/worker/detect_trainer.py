@@ -75,7 +75,7 @@ async def _run(ctx: WorkerContext, secrets: EdgeSecrets, data, reporter: Reporte
         raise JobFailure(str(exc)) from None
     try:
         await channel.send(_envelope(ctx, msg.HELLO, {
-            "role": "trainer", "token": ctx.token, "num_samples": len(data), "dataset": ctx.dataset_name}))
+            "role": "trainer", "num_samples": len(data), "dataset": ctx.dataset_name}))
         envelope, body = await channel.recv(REPLY_TIMEOUT_S)
         if envelope.type == msg.ACK:
             reporter.update(force=True, phase="Succeeded", stage="done", bytes_up=0, compute_s=0.0)

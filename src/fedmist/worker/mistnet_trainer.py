@@ -115,7 +115,7 @@ async def _session(ctx: WorkerContext, secrets: EdgeSecrets, channel: Channel, i
                    labels: np.ndarray, reporter: Reporter, progress: dict[str, int]) -> dict[str, Any]:
     """One connection: HELLO, then either ACK (the aggregator holds everything already) or TASK + upload."""
     await channel.send(_envelope(ctx, msg.HELLO, {
-        "role": "trainer", "token": ctx.token, "num_samples": len(images), "dataset": ctx.dataset_name}))
+        "role": "trainer", "num_samples": len(images), "dataset": ctx.dataset_name}))
     envelope, body = await channel.recv(REPLY_TIMEOUT_S)
     if envelope.type == msg.ACK:  # the aggregator already holds all of this edge's records: nothing to send
         msg.parse_meta(envelope, msg.ACK)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fedmist.wire.envelope import Envelope, ProtocolError
 
-HELLO = "hello"          # trainer -> aggregator: who I am, my token, how much data I hold
+HELLO = "hello"          # trainer -> aggregator, after the handshake: who I am, how much data I hold
 TASK = "task"            # aggregator -> trainer: what to do; body = edge weights (safetensors)
 RECORDS = "records"      # trainer -> aggregator: one chunk of feature records
 RECORDS_DONE = "records_done"  # trainer -> aggregator: upload finished, whole-upload hash and edge figures
@@ -29,7 +29,6 @@ class _Meta(BaseModel):
 
 class HelloMeta(_Meta):
     role: Literal["trainer"]
-    token: str = Field(default="", max_length=512)
     num_samples: int = Field(ge=0, le=10**10)
     dataset: str = Field(default="", max_length=253)
 

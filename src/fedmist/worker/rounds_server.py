@@ -26,10 +26,9 @@ from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.carrier import OBJECT_META, Carrier, WsCarrier
 from fedmist.transport.gate import ConnectionGate
 from fedmist.transport.payload import drain_payload
-from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
-from fedmist.worker.admission import check_hello, refuse_if_live, refused_at_gate, reply_error
+from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.update_stream import UpdateStream
 from fedmist.worker.weights_codec import decode_weights
 
@@ -177,9 +176,7 @@ class RoundServer:
         if await refused_at_gate(self.gate, channel, self.job):
             return
         try:
-            hello_env, _ = await recv_first(channel, self.hello_timeout, self.token)
-            hello = msg.parse_meta(hello_env, msg.HELLO)
-            check_hello(hello_env, hello.token, self.token, self.job)
+            hello_env, hello = await receive_hello(channel, self.token, self.job, self.hello_timeout)
             old = self._sessions.get(hello_env.worker)
             if old is not None:  # refused while it answers; replaced in _admit once it does not
                 await refuse_if_live(hello_env.worker, old, lambda: self._sessions.get(hello_env.worker) is old)

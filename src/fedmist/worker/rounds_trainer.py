@@ -108,7 +108,7 @@ class RoundsTrainer:
     async def session(self, channel: Channel) -> None:
         """One connection: HELLO, then rounds until STOP (raises Stopped) or the connection fails."""
         await channel.send(Envelope(type=msg.HELLO, job=self.ctx.job, worker=self.ctx.worker, meta={
-            "role": "trainer", "token": self.ctx.token, "num_samples": len(self.data.y),
+            "role": "trainer", "num_samples": len(self.data.y),
             "dataset": self.ctx.dataset_name}))
         pending: asyncio.Task | None = None
         while True:

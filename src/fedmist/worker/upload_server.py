@@ -19,10 +19,9 @@ from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
-from fedmist.transport.security import recv_first
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
-from fedmist.worker.admission import check_hello, refuse_if_live, refused_at_gate, reply_error
+from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.feature_store import WorkerStore, read_manifest
 
 log = logging.getLogger("fedmist.aggregator")
@@ -122,9 +121,7 @@ class UploadServer:
         if await refused_at_gate(self.gate, channel, self.plan.job):
             return
         try:
-            hello_env, _ = await recv_first(channel, self.plan.hello_timeout, self.plan.token)
-            hello = msg.parse_meta(hello_env, msg.HELLO)
-            check_hello(hello_env, hello.token, self.plan.token, self.plan.job)
+            hello_env, hello = await receive_hello(channel, self.plan.token, self.plan.job, self.plan.hello_timeout)
             await self._take_over(hello_env.worker)
             name = self._admit(hello_env, hello, channel.peer)
             finished = asyncio.Event()

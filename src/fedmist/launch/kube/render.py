@@ -23,6 +23,7 @@ from fedmist.launch.kube.volumes import host_mounts, trainer_state_volume, volum
 from fedmist.spec.errors import ManifestError
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.load import Bundle
+from fedmist.spec.params import parse_params
 
 SECRET_ENV: Final = ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
 STATE_DIR: Final = "/var/lib/fedmist"
@@ -59,6 +60,24 @@ def credential_secrets(bundle: Bundle, job: ResolvedJob) -> dict[str, str]:
         if shared or own:
             result[worker.name] = shared or own  # type: ignore[assignment]
     return result
+
+
+def plain_ws_warnings(job: ResolvedJob) -> list[str]:
+    """What ``fedmist render`` says about a job that would talk plain ws between pods.
+
+    Why: the operator makes no per-job CA, so without a TLS Secret the pods dial ``ws://<job>-aggregation``, a
+    network address, and each worker refuses to start unless its env sets ``allow_plain_ws`` (the job's explicit
+    choice that bits and weights may cross the cluster network unencrypted). Said here, before anything runs."""
+    if job.channel_secret and job.channel_secret.has_tls:
+        return []
+    missing = [worker.field_path or worker.name for worker in job.workers
+               if not parse_params(worker.env, role=worker.role).allow_plain_ws]
+    if not missing:
+        return []
+    return [f"job {job.name} has no TLS Secret (spec.transmitter.ws.credentialName with tls.crt/tls.key/ca.crt), "
+            f"so its pods talk plain ws and {', '.join(missing)} will refuse to start: set allow_plain_ws: "
+            '"true" in every worker\'s env to accept that bits and weights cross the network unencrypted, or '
+            "name a TLS Secret"]
 
 
 def render_job(job: ResolvedJob, raw_spec: Mapping[str, Any], secrets: Mapping[str, str],
