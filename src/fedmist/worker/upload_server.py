@@ -223,10 +223,10 @@ class UploadServer:
                     self.on_change()
                     store = await self._fetch_object(name, done, hello.num_samples)
                     edge.bytes_up += store.manifest.num_samples * store.manifest.record_bytes
-                    edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
                 elif store is None:
                     store = self._open_store(name, hello.num_samples)
                 store.finish(done.sha256)
+                edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
                 edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
                 edge.bytes_down += await channel.send(
                     self._envelope(msg.ACK, {"received": done.num_samples, "complete": True})
