@@ -158,7 +158,7 @@ class Job:
 
     def _init(self, resolved: ResolvedJob, warnings: list[str], python_path: list[str]) -> None:
         self._resolved = resolved
-        self._warnings = warnings
+        self._warnings = [*warnings, *resolved.warnings]
         self._python_path = list(dict.fromkeys(python_path))
 
     def _import_name(self, value: str | Callable[..., Any] | type, what: str) -> str:

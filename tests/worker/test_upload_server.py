@@ -64,7 +64,7 @@ async def _upload(url: str, worker: str, rows: np.ndarray) -> msg.AckMeta:
     channel, task_env, body = await _join(url, worker, len(rows))
     task = msg.parse_meta(task_env, msg.TASK)
     assert decode_arrays(body)["0.weight"].sum() == 4 and task.cut_layer == 3
-    meta = {"num_samples": len(rows), "feature_bytes": rows.shape[1] - 1, "label_bytes": 1, "feature_shape": [8 * (rows.shape[1] - 1)], "epsilon": "inf"}
+    meta = {"num_samples": len(rows), "feature_bytes": rows.shape[1] - 1, "label_bytes": 1, "feature_shape": [8 * (rows.shape[1] - 1)], "epsilon": "2.0"}
     data = rows.tobytes()
     for start in range(0, len(rows), 4):
         chunk = rows[start:start + 4].tobytes()
@@ -131,7 +131,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
     the old session's records are checkpointed, and is told to resume where they end. An impostor without the
     token cannot kick the edge out."""
     rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
-    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "inf"}
+    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
 
     async def body(server, url):
         first, _, _ = await _join(url, "edge1", 8)
@@ -166,7 +166,7 @@ def test_a_second_connection_claiming_a_live_edge_is_refused_and_the_edge_goes_o
     """Two edges given one name (or someone else holding the token): while the first connection still answers
     pings, the newcomer is refused and the first edge finishes its upload undisturbed."""
     rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
-    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "inf"}
+    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
 
     async def body(server, url):
         first, _, _ = await _join(url, "edge1", 8)
@@ -190,7 +190,7 @@ def test_duplicate_records_chunks_are_idempotent(tmp_path):
     """A chunk sent again (a retry after a lost ack, an overlap after a resume) rewrites the same bytes: the
     upload completes with the sender's hash and the same record count."""
     rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
-    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "inf"}
+    meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
 
     async def body(server, url):
         channel, _, _ = await _join(url, "edge1", 8)
@@ -215,7 +215,7 @@ def test_wrong_hash_at_the_end_is_refused_and_nothing_is_marked_complete(tmp_pat
 
     async def body(server, url):
         channel, _, _ = await _join(url, "edge1", 4)
-        meta = {"num_samples": 4, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "inf"}
+        meta = {"num_samples": 4, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
         await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=12, meta=meta),
                            rows.tobytes())
         await channel.send(Envelope(type=msg.RECORDS_DONE, job="job", worker="edge1", meta={

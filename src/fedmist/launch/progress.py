@@ -36,6 +36,18 @@ def _stage_text(report: dict[str, Any]) -> str:
     return str(stage)
 
 
+def _epsilon_text(name: str, processes: dict[str, ProcessState], reports: dict[str, dict[str, Any]]) -> str:
+    """The epsilon a worker works under: an edge's own (as its records declare it to the aggregator), the
+    aggregator's as the job's floor; "" while unknown."""
+    state = processes[name]
+    if state.role == "aggregator":
+        floor = (reports.get(name, {}).get("privacy") or {}).get("epsilon_floor", reports.get(name, {}).get("epsilon"))
+        return "" if floor is None else f"{floor} (floor)"
+    aggregator = next((n for n, p in processes.items() if p.role == "aggregator"), None)
+    seen = reports.get(aggregator, {}).get("workers", {}).get(name, {}) if aggregator else {}
+    return str(seen.get("epsilon") or "")
+
+
 def _mb(n: float | None) -> str:
     return f"{(n or 0) / 1e6:.2f} MB"
 
@@ -69,9 +81,12 @@ class ProgressView:
             return
         for name, state in processes.items():
             line = self._line(state, reports.get(name, {}))
+            epsilon = _epsilon_text(name, processes, reports)
+            if epsilon and state.exit_code is None:
+                line += f"  eps {epsilon}"
             if self._last_lines.get(name) != line:
                 self._last_lines[name] = line
-                self.console.print(f"[{self.job}] {name}: {line}", highlight=False)
+                self.console.print(f"[{self.job}] {name}: {line}", highlight=False, markup=False)  # "[job]" is no rich tag
 
     def _line(self, state: ProcessState, report: dict[str, Any]) -> str:
         restarted = f" (restart {state.restarts})" if state.restarts else ""
@@ -86,12 +101,13 @@ class ProgressView:
 
     def _table(self, processes: dict[str, ProcessState], reports: dict[str, dict[str, Any]]) -> Table:
         table = Table(title=f"fedmist job {self.job}", expand=False)
-        for column in ("worker", "role", "progress", "up", "down", "compute s", "RSS MB", "pid", "restarts"):
+        for column in ("worker", "role", "progress", "epsilon", "up", "down", "compute s", "RSS MB", "pid", "restarts"):
             table.add_column(column)
         for name, state in processes.items():
             report = reports.get(name, {})
             progress = self._line(state, report) if state.exit_code is not None else _stage_text(report)
-            table.add_row(name, state.role, progress, _mb(report.get("bytes_up")), _mb(report.get("bytes_down")),
+            table.add_row(name, state.role, progress, _epsilon_text(name, processes, reports) or "-",
+                          _mb(report.get("bytes_up")), _mb(report.get("bytes_down")),
                           f"{report.get('compute_s', 0):.2f}", f"{report.get('peak_rss_mb', state.peak_rss_mb)}",
                           str(state.pid or "-"), str(state.restarts))
         return table
@@ -105,6 +121,10 @@ class ProgressView:
                 parts.append(f"{key} {metrics[key]:.4f}")
         parts.append(f"in {status.get('elapsed_s', 0):.1f} s")
         self.console.print(", ".join(parts), highlight=False)
+        privacy = metrics.get("privacy") or {}
+        if privacy.get("edges"):
+            edges = ", ".join(f"{name} {figures['epsilon_per_feature']}" for name, figures in privacy["edges"].items())
+            self.console.print(f"epsilon per feature: floor {privacy.get('epsilon_floor')}; {edges}", highlight=False)
         if phase != "Succeeded":
             for condition in status.get("conditions", [])[-1:]:
                 self.console.print(f"reason: {condition['message']}", highlight=False)

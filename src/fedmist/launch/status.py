@@ -79,7 +79,8 @@ class JobStatus:
             "progress": _progress(agg_report),
             "aggregator": _worker_entry(aggregator, agg_report, {}) if aggregator else {},
             "workers": {
-                p.name: _worker_entry(p, reports.get(p.name, {}), agg_report.get("workers", {}).get(p.name, {}))
+                p.name: {**_worker_entry(p, reports.get(p.name, {}), agg_report.get("workers", {}).get(p.name, {})),
+                         **_edge_privacy(p.name, agg_report)}
                 for p in trainers
             },
             "metrics": _metrics(agg_report),
@@ -115,6 +116,20 @@ def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggrega
             entry[key] = value
     if report.get("error"):
         entry["error"] = report["error"]
+    return entry
+
+
+def _edge_privacy(name: str, agg_report: dict[str, Any]) -> dict[str, Any]:
+    """The noise an edge applied, as the aggregator saw it in the edge's records (each edge picks the stricter of
+    its own epsilon and the job's floor), and that edge's privacy figures once the aggregator computed them."""
+    seen = agg_report.get("workers", {}).get(name, {})
+    entry: dict[str, Any] = {}
+    if seen.get("epsilon"):
+        entry["epsilon"] = seen["epsilon"]
+        entry["label_epsilon"] = seen.get("label_epsilon", "")
+    figures = (agg_report.get("privacy") or {}).get("edges", {}).get(name)
+    if figures is not None:
+        entry["privacy"] = figures
     return entry
 
 

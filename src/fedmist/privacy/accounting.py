@@ -74,3 +74,18 @@ def privacy_report(eps: float, r: int, label_epsilon: float | None = None,
         "label_capacity_bits": math.log2(num_classes) if label_epsilon is None
         else label_capacity(num_classes, parse_epsilon(label_epsilon)),
     }
+
+
+def job_privacy_report(floor: float, label_floor: float | None, edges: dict[str, tuple[float, float | None]], r: int,
+                       num_classes: int) -> dict[str, object]:
+    """The job's privacy figures: the floor's at top level (the weakest guarantee any edge may have: every edge
+    applies the floor or something stricter), ``epsilon_floor``/``label_epsilon_floor`` naming it, and
+    ``edges``: each edge's own :func:`privacy_report` at the budgets it applied. ``num_classes`` is the job's
+    real class count (the label figures depend on it)."""
+    report: dict[str, object] = dict(privacy_report(floor, r, label_floor, num_classes=num_classes))
+    report["epsilon_floor"] = report["epsilon_per_feature"]
+    report["label_epsilon_floor"] = report["label_epsilon"]
+    report["num_classes"] = num_classes
+    report["edges"] = {name: privacy_report(eps, r, label, num_classes=num_classes)
+                       for name, (eps, label) in sorted(edges.items())}
+    return report

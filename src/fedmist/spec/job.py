@@ -16,7 +16,7 @@ from fedmist.spec.errors import ManifestError, ParamError
 from fedmist.spec.load import Bundle
 from fedmist.spec.manifests import FederatedLearningJob, Secret
 from fedmist.spec.naming import dns_label, expand_node_name, unique_names
-from fedmist.spec.params import DEFAULT_AGG_PORT, INJECTED_ENV_NAMES, JobParams, parse_params
+from fedmist.spec.params import DEFAULT_AGG_PORT, INJECTED_ENV_NAMES, MISTNET_NEEDS_EPSILON, JobParams, parse_params
 from fedmist.imports import is_import_path
 from fedmist.spec.paths import resolve_import_url, resolve_url
 from fedmist.spec.template import PodTemplate
@@ -27,6 +27,8 @@ CONTAINER_ENV: Final = "template.spec.containers[0].env"
 # Parameters the aggregator decides for everyone; a trainer that sets another value is a manifest bug.
 # (``trainer`` is not one: each edge may run its own loop; the aggregator's is sent to edges that set none.)
 SHARED_PARAMS: Final = ("aggregation_algorithm", "cut_layer", "model")
+# Budgets each MistNet edge sets for itself: it applies the stricter of its own and the aggregator's (the floor).
+EDGE_BUDGETS: Final = ("epsilon", "label_epsilon")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class ResolvedJob:
     s3: S3Credentials | None
     source_files: tuple[Path, ...]
     channel_secret: ChannelSecret | None = None
+    warnings: tuple[str, ...] = ()  # one line each: settings that are valid but worth a look
 
     @property
     def workers(self) -> tuple[WorkerSpec, ...]:
@@ -212,8 +215,7 @@ def resolve_job(bundle: Bundle, job_name: str | None = None,
         source_files=refs.files(),
         channel_secret=channel_secret,
     )
-    _check_params(resolved)
-    return resolved
+    return replace(resolved, warnings=_check_params(resolved))
 
 
 def _channel_secret(refs: "_References", name: str) -> ChannelSecret:
@@ -318,10 +320,12 @@ def _resolve_test_url(value: str, job_dir: Path, path_map: Mapping[str, str]) ->
     return resolve_url(value, job_dir, path_map)
 
 
-def _check_params(job: ResolvedJob) -> None:
-    """Parse every worker's env now, and catch settings that contradict the aggregator or the job."""
+def _check_params(job: ResolvedJob) -> tuple[str, ...]:
+    """Parse every worker's env now, and catch settings that contradict the aggregator or the job; return the
+    warnings about valid settings that still deserve a look."""
     params = {worker.name: job.params_for(worker) for worker in job.workers}
     leader = params[job.aggregator.name]
+    mistnet = leader.aggregation_algorithm == "mistnet"
     for worker in job.workers:
         mine = params[worker.name]
         keys = {key.lower(): key for key in worker.env}
@@ -332,6 +336,33 @@ def _check_params(job: ResolvedJob) -> None:
             if name in keys and getattr(mine, name) != getattr(leader, name):
                 _fail(job, worker, keys[name],
                       f"differs from the aggregationWorker's value {getattr(leader, name)!r}", getattr(mine, name))
+        if mistnet and worker.role == "trainer" and mine.epsilon is None:
+            # every edge decides its own privacy: the aggregator's rule, for each training worker too
+            raise ParamError(job.job_file, JOB_KIND, job.name, f"{worker.field_path}.{CONTAINER_ENV}.epsilon",
+                             MISTNET_NEEDS_EPSILON)
+    if not mistnet:
+        return ()
+    trainers = [(worker.name, params[worker.name]) for worker in job.trainers]
+    return tuple(warning for name in EDGE_BUDGETS
+                 if (warning := _budget_warning(name, getattr(leader, name),
+                                                [(edge, getattr(mine, name)) for edge, mine in trainers])))
+
+
+def _budget_warning(name: str, floor: float | None, edges: list[tuple[str, float | None]]) -> str | None:
+    """One line when the edges' values differ from the aggregator's, saying which value each edge will use: the
+    stricter (smaller) of its own and the job's floor; unset means no noise (labels in clear)."""
+    if all(own == floor for _, own in edges):
+        return None
+    uses = []
+    for edge, own in edges:
+        if own is not None and (floor is None or own < floor):
+            uses.append(f"{edge} uses {own:g} (its own)")
+        elif floor is None:
+            uses.append(f"{edge} sends labels in clear (the floor)")
+        else:
+            uses.append(f"{edge} uses {floor:g} (the floor)")
+    shown = "unset" if floor is None else f"{floor:g}"
+    return f"{name} differs: aggregator {shown} (the job's floor); {', '.join(uses)}"
 
 
 def _fail(job: ResolvedJob, worker: WorkerSpec, key: str, problem: str, value: object) -> None:

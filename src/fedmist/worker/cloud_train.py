@@ -8,13 +8,17 @@ bits ``z`` whose expectation is ``q + (p - q) b``, and is tested on clean bits `
 With ``debias=True`` training inputs become ``(z - q) / (p - q)`` (expectation ``b``) and test inputs stay
 ``b``; with ``debias=False`` test inputs become ``q + (p - q) b`` instead. Either way train and test
 inputs have the same expectation and the model never meets a distribution it did not train on.
+
+Edges may apply different epsilons (each the stricter of its own and the job's floor), so the debiasing is
+per record source: a source with several origins (one per edge) names each sample's origin and its epsilon,
+and the decoder looks each sample's bytes up in that origin's table (one gather, as for a single table).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,7 +49,8 @@ class PackedFeatureSource(Protocol):
 class InMemoryPackedSource:
     """A :class:`PackedFeatureSource` over arrays already in memory (tests, benchmarks, small jobs)."""
 
-    def __init__(self, packed: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...]) -> None:
+    def __init__(self, packed: np.ndarray, labels: np.ndarray, feature_shape: tuple[int, ...],
+                 origins: np.ndarray | None = None) -> None:
         r = int(np.prod(feature_shape))
         if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != (r + 7) // 8:
             raise ValueError(
@@ -54,15 +59,24 @@ class InMemoryPackedSource:
             )
         if len(labels) != len(packed):
             raise ValueError(f"{len(packed)} feature rows but {len(labels)} labels")
+        if origins is not None and len(origins) != len(packed):
+            raise ValueError(f"{len(packed)} feature rows but {len(origins)} origins")
         self.packed = packed
         self.labels = np.asarray(labels).astype(np.int64, copy=False)
         self.feature_shape = tuple(int(d) for d in feature_shape)
+        self._origins = None if origins is None else np.asarray(origins, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.packed)
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.packed[indices], self.labels[indices]
+
+    def origins(self, indices: np.ndarray) -> np.ndarray:
+        """Which record source (edge) each sample came from; all 0 when none were given."""
+        if self._origins is None:
+            return np.zeros(len(indices), dtype=np.int64)
+        return self._origins[indices]
 
 
 @dataclass
@@ -125,20 +139,50 @@ def input_values(epsilon: float, debias: bool, *, train: bool) -> tuple[float, f
     return (0.0, 1.0) if train else (1.0 - p, p)
 
 
+def eval_input_values(epsilons: Sequence[float], weights: Sequence[int], debias: bool) -> tuple[float, float]:
+    """Test-input values for a model trained on records of several epsilons (one per source, ``weights`` records
+    each): with debiasing every source's training inputs have expectation ``b``, so clean bits stay ``b``;
+    without, clean bits map to the training mixture's expectation ``sum_e w_e (q_e + (p_e - q_e) b)``."""
+    total = float(sum(weights))
+    if len(epsilons) != len(weights) or not total > 0:
+        raise ValueError(f"need one positive weight per epsilon, got {list(weights)} for {list(epsilons)}")
+    pairs = [input_values(eps, debias, train=False) for eps in epsilons]
+    return (sum(w * z for w, (z, _) in zip(weights, pairs)) / total,
+            sum(w * o for w, (_, o) in zip(weights, pairs)) / total)
+
+
+def per_source_epsilons(epsilon: float | Sequence[float]) -> tuple[float, ...]:
+    """``epsilon`` as one value per record source (a single float: every source)."""
+    values = (float(epsilon),) if isinstance(epsilon, (int, float)) else tuple(float(e) for e in epsilon)
+    if not values:
+        raise ValueError("no epsilon given for the record sources")
+    return values
+
+
 class _Decoder:
     """Packed batch -> ``(B, *shape)`` float inputs in channels-last layout, through one table lookup.
 
     Channels-last lets oneDNN run the small convolutions and max-pooling of the cloud part vectorised
     over channels: measured about 1.5x faster per training step than the default layout on this CPU.
+    With several value pairs (one per record source) the tables are stacked, and each sample's bytes are
+    offset by ``256 * origin`` before the same single gather.
     """
 
-    def __init__(self, shape: tuple[int, ...], values: tuple[float, float]) -> None:
+    def __init__(self, shape: tuple[int, ...], values: tuple[float, float] | Sequence[tuple[float, float]]) -> None:
         self.shape = shape
         self.r = math.prod(shape)
-        self.table = bit_lookup_table(*values)
+        pairs = [tuple(values)] if isinstance(values[0], (int, float)) else [tuple(v) for v in values]
+        self.table = torch.cat([bit_lookup_table(*pair) for pair in pairs])
+        self.per_source = len(set(pairs)) > 1  # one table serves everyone when all sources look alike
 
-    def __call__(self, packed: np.ndarray) -> torch.Tensor:
-        x = unpack_with_table(torch.from_numpy(np.ascontiguousarray(packed)), self.r, self.table)
+    def __call__(self, packed: np.ndarray, origins: np.ndarray | None = None) -> torch.Tensor:
+        if not self.per_source or origins is None:
+            x = unpack_with_table(torch.from_numpy(np.ascontiguousarray(packed)), self.r, self.table[:256])
+        else:
+            codes = torch.from_numpy(np.ascontiguousarray(packed)).to(torch.int64)
+            codes += torch.from_numpy(np.asarray(origins, dtype=np.int64) * 256).unsqueeze(1)
+            flat = self.table.index_select(0, codes.reshape(-1))
+            x = flat.view(codes.shape[0], -1)[:, : self.r]
         x = x.reshape(-1, *self.shape)
         return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
@@ -151,7 +195,7 @@ def train_cloud(
     batch_size: int = 64,
     max_lr: float = 0.05,
     weight_decay: float = 5e-4,
-    epsilon: float,
+    epsilon: float | Sequence[float],
     debias: bool = True,
     augment: str | Augmentation | None = "none",
     seed: int = 0,
@@ -165,6 +209,9 @@ def train_cloud(
     optional debiasing and feature-map augmentation (``"none"``, ``"flip"``, ``"shift"``, ``"flip_shift"``
     or a callable), and reports ``{"loss", "accuracy", "seconds", "lr"}`` to ``on_epoch(epoch, stats)``.
     Returns ``{"history": [...], "seconds": total, "steps": n}``.
+
+    ``epsilon``: one value, or one per record source (``source.origins(indices)`` names each sample's), so
+    each edge's records are debiased with the flip probability that edge applied.
 
     Crash safety: after each epoch (and after ``on_epoch``) ``on_epoch_end(epoch, state)`` receives a
     :class:`CloudTrainState`; passing that state back as ``resume`` (with the same data, seed and settings)
@@ -180,7 +227,9 @@ def train_cloud(
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps_per_epoch = math.ceil(n / batch_size)
-    decode = _Decoder(shape, input_values(epsilon, debias, train=True))
+    decode = _Decoder(shape, [input_values(eps, debias, train=True) for eps in per_source_epsilons(epsilon)])
+    if decode.per_source and not hasattr(source, "origins"):
+        raise ValueError("several epsilons given, but the feature source does not name each sample's origin")
     with channels_last_training(cloud):
         opt = OneCycleSGD(cloud.parameters(), max_lr=max_lr, total_steps=epochs * steps_per_epoch,
                           weight_decay=weight_decay)
@@ -199,7 +248,7 @@ def train_cloud(
             for start in range(0, n, batch_size):
                 idx = np.sort(order[start : start + batch_size])
                 packed, labels = source.batch(idx)
-                x = decode(packed)
+                x = decode(packed, source.origins(idx) if decode.per_source else None)
                 if aug is not None:
                     x = aug(x, gen)
                 y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
@@ -230,18 +279,22 @@ def evaluate_cloud(
     packed_test: np.ndarray,
     labels: np.ndarray,
     feature_shape: tuple[int, ...],
-    epsilon: float,
+    epsilon: float | Sequence[float],
     debias: bool,
     batch_size: int = 1000,
+    weights: Sequence[int] | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean loss on clean channel bits (``channel_features``), transformed like training inputs."""
+    """Accuracy and mean loss on clean channel bits (``channel_features``), transformed like training inputs.
+
+    Several epsilons (one per record source, ``weights`` records each): see :func:`eval_input_values`."""
     shape = tuple(feature_shape)
     y_all = torch.from_numpy(np.asarray(labels).astype(np.int64))
     if len(y_all) == 0 or len(y_all) != len(packed_test):
         raise ValueError(f"test set needs matching, non-empty features and labels: {len(packed_test)} vs {len(y_all)}")
     was_training = cloud.training
     cloud.eval()
-    decode = _Decoder(shape, input_values(epsilon, debias, train=False))
+    epsilons = per_source_epsilons(epsilon)
+    decode = _Decoder(shape, eval_input_values(epsilons, weights or [1] * len(epsilons), debias))
     loss_sum, correct = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(y_all), batch_size):

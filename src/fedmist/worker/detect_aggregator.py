@@ -17,13 +17,14 @@ import torch
 
 from fedmist.atomic import write_json_atomic
 from fedmist.models.weights import save_weights
-from fedmist.privacy.accounting import privacy_report
+from fedmist.privacy.accounting import job_privacy_report
 from fedmist.wire.tensors import encode_arrays
 from fedmist.worker import protocol as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError
 from fedmist.worker.feature_store import open_complete_stores
-from fedmist.worker.mistnet_aggregator import DEFAULT_UPLOAD_TIMEOUT_S, _collect, _edges_status, _s3_ready
+from fedmist.worker.mistnet_aggregator import (DEFAULT_UPLOAD_TIMEOUT_S, _collect, _edges_status, _s3_ready,
+                                               edge_epsilon_texts, edge_epsilons, job_floor)
 from fedmist.worker.report import Reporter
 from fedmist.worker.upload_server import UploadPlan, UploadServer, task_fingerprint
 
@@ -64,7 +65,7 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         raise ConfigurationError(str(exc)) from None
     edge.eval()
     shape = detection_feature_shape(edge, imgsz)
-    epsilon = params.epsilon if params.epsilon is not None else float("inf")
+    epsilon = job_floor(params.epsilon)
     val_url = params.test_dataset_url or _public_val_beside_pretraining(ctx.pretrained_model_url)
     val = _validation_set(val_url, imgsz, weights.nc)
 
@@ -91,7 +92,10 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         raise ConfigurationError(f"edges uploaded features of shape {list(source.feature_shape)}, the cloud expects "
                                  f"{list(shape)} at imgsz {imgsz}: set the same imgsz on every worker")
     features = DetectionFeatures(source)
-    privacy = privacy_report(epsilon, int(np.prod(shape)), None)
+    edge_eps = edge_epsilons(source, epsilon, None)
+    train_eps = [edge_eps[name][0] for name in source.workers]
+    # the box classes travel as given: the label figures are those of clear labels over the model's nc classes
+    privacy = job_privacy_report(epsilon, None, edge_eps, int(np.prod(shape)), weights.nc)
     epochs = params.epochs or 10
     reporter.update(force=True, stage="training", epoch=0, epochs=epochs, privacy=privacy, samples=len(features))
     debias = params.debias if params.debias is not None else True
@@ -102,14 +106,14 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         entry = {"epoch": epoch, **{k: round(v, 5) for k, v in stats.items()}}
         if val_bits is not None:
             entry.update({f"test_{k}": round(v, 5) for k, v in evaluate_detection(
-                cloud, val_bits, val[1], shape, imgsz, weights.nc, epsilon, debias).items()})
+                cloud, val_bits, val[1], shape, imgsz, weights.nc, train_eps, debias, weights=source.counts).items()})
         history.append(entry)
         reporter.update(force=True, stage="training", epoch=epoch, history=history)
         log.info("epoch %d/%d: %s", epoch, epochs, ", ".join(f"{k} {v}" for k, v in entry.items() if k != "epoch"))
 
     started = time.monotonic()
     train_detection_cloud(cloud, model, features, epochs=epochs, batch_size=batch_size,
-                          lr=params.learning_rate or 0.001, epsilon=epsilon, debias=debias, seed=params.seed or 0,
+                          lr=params.learning_rate or 0.001, epsilon=train_eps, debias=debias, seed=params.seed or 0,
                           on_epoch=on_epoch)
     metrics: dict[str, Any] = {"train_s": round(time.monotonic() - started, 3), "samples": len(features),
                                "loss": history[-1]["loss"]}
@@ -121,7 +125,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
                     "without mAP")
     metrics["model_bytes"] = int(sum(v.numel() * 4 for v in model.state_dict().values() if v.is_floating_point()))
     reporter.update(force=True, stage="saving")
-    model_path = _save(ctx, model, weights, cut, imgsz, epsilon, debias, metrics, privacy, history)
+    model_path = _save(ctx, model, weights, cut, imgsz, epsilon, debias, metrics, privacy, history,
+                       edge_epsilon_texts(edge_eps))
     if transmitter is not None and not params.keep_payloads:
         removed = transmitter.delete_prefix(transmitter.location.key(ctx.job) + "/")
         log.info("removed %d payload objects of job %s from S3 (keep_payloads=false)", removed, ctx.job)
@@ -190,7 +195,8 @@ def _val_bits(edge: torch.nn.Module, val) -> np.ndarray:
 
 
 def _save(ctx: WorkerContext, model: torch.nn.Module, weights, cut: int, imgsz: int, epsilon: float, debias: bool,
-          metrics: dict[str, Any], privacy: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+          metrics: dict[str, Any], privacy: dict[str, Any], history: list[dict[str, Any]],
+          edge_eps: dict[str, dict[str, str]]) -> Path:
     from fedmist.models.yolo import save_ultralytics_checkpoint
 
     if not ctx.model_url:
@@ -201,7 +207,7 @@ def _save(ctx: WorkerContext, model: torch.nn.Module, weights, cut: int, imgsz: 
                                         {"imgsz": imgsz})
     write_json_atomic(Path(f"{path}.json"), {
         "job": ctx.job, "architecture": weights.cfg, "task": "detect", "algorithm": "mistnet", "nc": weights.nc,
-        "names": weights.names, "imgsz": imgsz, "cut_layer": cut, "epsilon": epsilon, "debias": debias,
+        "names": weights.names, "imgsz": imgsz, "cut_layer": cut, "epsilon": epsilon, "edge_epsilons": edge_eps, "debias": debias,
         "metrics": metrics, "privacy": privacy, "history": history, "ultralytics_checkpoint": str(ultra),
         "saved": time.time()})
     return path

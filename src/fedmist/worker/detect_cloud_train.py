@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from fedmist.worker.cloud_train import _Decoder, input_values
+from fedmist.worker.cloud_train import _Decoder, input_values, per_source_epsilons, eval_input_values
 from fedmist.worker.detect_eval import DetectionMeter
 from fedmist.worker.detect_records import bits_bytes, decode_boxes
 
@@ -35,6 +35,10 @@ class DetectionFeatures:
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def origins(self, indices: np.ndarray) -> np.ndarray:
+        """The record source (edge) of each sample, for per-edge debiasing."""
+        return self.source.origins(indices)
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
         rows, counts = self.source.batch(indices)
@@ -64,17 +68,20 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 def train_detection_cloud(
     cloud: nn.Module, full_model: nn.Module, features: DetectionFeatures, *, epochs: int, batch_size: int,
-    lr: float, epsilon: float, debias: bool = True, seed: int = 0,
+    lr: float, epsilon: float | Sequence[float], debias: bool = True, seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``cloud`` (which shares its modules with ``full_model``) in place with AdamW; per-epoch stats."""
+    """Train ``cloud`` (which shares its modules with ``full_model``) in place with AdamW; per-epoch stats.
+    ``epsilon``: one value, or one per record source (each edge's records debiased with its own)."""
     n = len(features)
     if n == 0:
         raise ValueError("no training features: the feature store is empty")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     criterion = detection_loss(full_model)
-    decode = _Decoder(features.feature_shape, input_values(epsilon, debias, train=True))
+    decode = _Decoder(features.feature_shape, [input_values(e, debias, train=True) for e in per_source_epsilons(epsilon)])
+    if decode.per_source and not hasattr(features, "origins"):
+        raise ValueError("several epsilons given, but the features do not name each sample's origin")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     batch_size = min(batch_size, n)
@@ -99,7 +106,7 @@ def train_detection_cloud(
             packed, targets = features.batch(idx)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, steps, lr, warmup)
-            preds = cloud(decode(packed))
+            preds = cloud(decode(packed, features.origins(idx) if decode.per_source else None))
             loss, items = criterion(preds, targets)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
@@ -121,12 +128,14 @@ def train_detection_cloud(
 
 def evaluate_detection(
     cloud: nn.Module, packed: np.ndarray, labels: list[np.ndarray], feature_shape: tuple[int, ...], imgsz: int,
-    nc: int, epsilon: float, debias: bool, batch_size: int = 16,
+    nc: int, epsilon: float | Sequence[float], debias: bool, batch_size: int = 16,
+    weights: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """mAP50 / mAP50-95 / precision / recall of the cloud on clean channel bits (binarized, never flipped)."""
     if len(packed) == 0 or len(packed) != len(labels):
         raise ValueError(f"validation set needs matching, non-empty features and labels: {len(packed)} vs {len(labels)}")
-    decode = _Decoder(tuple(feature_shape), input_values(epsilon, debias, train=False))
+    epsilons = per_source_epsilons(epsilon)
+    decode = _Decoder(tuple(feature_shape), eval_input_values(epsilons, weights or [1] * len(epsilons), debias))
     meter = DetectionMeter(nc)
     was = cloud.training
     cloud.eval()

@@ -45,6 +45,16 @@ class StoreManifest:
         """Fingerprint of the task these records answer ("" for stores made without one)."""
         return str(self.extra.get("task", ""))
 
+    @property
+    def epsilon(self) -> str:
+        """The epsilon the edge applied to these records ("" for stores made before edges declared it)."""
+        return str(self.extra.get("epsilon", ""))
+
+    @property
+    def label_epsilon(self) -> str:
+        """The label epsilon the edge applied ("" = labels in clear)."""
+        return str(self.extra.get("label_epsilon", ""))
+
 
 class WorkerStore:
     """One worker's records file plus manifest. Writes are append-at-offset and idempotent."""
@@ -58,18 +68,30 @@ class WorkerStore:
 
     @classmethod
     def open(cls, root: Path, worker: str, *, num_samples: int, feature_bytes: int, label_bytes: int,
-             feature_shape: list[int], task: str = "") -> "WorkerStore":
+             feature_shape: list[int], task: str = "", privacy: dict[str, str] | None = None) -> "WorkerStore":
         """Open (resuming) or create the store for ``worker``. A change of layout or of ``task`` (the
         fingerprint of what the edge was asked to compute: model, cut, epsilon, edge weights) starts it afresh,
-        so features made for another job setting are never mixed in or reused."""
+        so features made for another job setting are never mixed in or reused.
+
+        ``privacy`` (``{"epsilon", "label_epsilon"}`` as text) is what the edge applied; it is kept in the
+        manifest so the cloud debiases these records with it even after a restart. Records of one upload share
+        one noise level: resuming with other values raises ValueError instead of mixing them."""
         folder = root / worker
         folder.mkdir(parents=True, exist_ok=True)
+        privacy = dict(privacy or {})
         wanted = StoreManifest(worker, num_samples, feature_bytes, label_bytes, list(feature_shape),
-                               extra={"task": task})
+                               extra={"task": task, **privacy})
         existing = read_manifest(folder)
         same_layout = existing is not None and (
             existing.num_samples, existing.feature_bytes, existing.label_bytes, existing.feature_shape,
             existing.task) == (num_samples, feature_bytes, label_bytes, list(feature_shape), task)
+        if same_layout and existing.received and privacy and "epsilon" in existing.extra:
+            held = {key: str(existing.extra.get(key, "")) for key in privacy}
+            if held != privacy:
+                raise ValueError(f"worker '{worker}' changed its privacy settings during its upload: "
+                                 f"{_privacy_text(held)} before, {_privacy_text(privacy)} now")
+        if same_layout and privacy:
+            existing.extra.update(privacy)
         store = cls(folder, existing if same_layout else wanted)
         if not same_layout:
             store._path.unlink(missing_ok=True)
@@ -127,6 +149,10 @@ class WorkerStore:
         write_json_atomic(self.folder / _MANIFEST, asdict(self.manifest))
 
 
+def _privacy_text(values: dict[str, str]) -> str:
+    return ", ".join(f"{key} {(value or 'clear') if key == 'label_epsilon' else value}" for key, value in values.items())
+
+
 def read_manifest(folder: Path) -> StoreManifest | None:
     """The manifest in ``folder``, or None when absent or unreadable (then the store starts afresh)."""
     try:
@@ -167,9 +193,19 @@ class StoreSource:
             for folder, m in manifests
         ]
         self._starts = np.cumsum([0] + [len(m) for m in self._maps])
+        # Per store, in order: who sent it and the noise it applied ("" when its manifest predates that).
+        self.workers = tuple(m.worker for _, m in manifests)
+        self.epsilons = tuple(m.epsilon for _, m in manifests)
+        self.label_epsilons = tuple(m.label_epsilon for _, m in manifests)
+        self.counts = tuple(int(m.num_samples) for _, m in manifests)
 
     def __len__(self) -> int:
         return int(self._starts[-1])
+
+    def origins(self, indices: np.ndarray) -> np.ndarray:
+        """The store (index into :attr:`workers`) each of ``indices`` comes from: how the cloud picks each
+        sample's debiasing, since every edge may have applied its own epsilon."""
+        return (np.searchsorted(self._starts, indices, side="right") - 1).astype(np.int64)
 
     def batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Packed features (B, feature_bytes) and int64 labels (B,) for global sample ``indices``."""

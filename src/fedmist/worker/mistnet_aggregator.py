@@ -18,7 +18,8 @@ from fedmist.atomic import write_json_atomic
 from fedmist.data.loaders import load_test_dataset
 from fedmist.models.parts import build_job_model, split_parts
 from fedmist.models.weights import load_weights, save_weights
-from fedmist.privacy.accounting import privacy_report
+from fedmist.privacy.accounting import job_privacy_report
+from fedmist.spec.params import MISTNET_NEEDS_EPSILON
 from fedmist.transport import ws
 from fedmist.wire.envelope import Limits
 from fedmist.wire.tensors import encode_arrays
@@ -28,7 +29,7 @@ from fedmist.worker.cloud_train import CloudTrainState, evaluate_cloud, train_cl
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.extract import channel_features
-from fedmist.worker.feature_store import open_complete_stores, read_manifest
+from fedmist.worker.feature_store import StoreSource, open_complete_stores, read_manifest
 from fedmist.worker.report import Reporter
 from fedmist.worker.upload_server import UploadPlan, UploadServer, task_fingerprint
 
@@ -61,7 +62,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     edge, cloud, cut = parts.edge, parts.cloud, parts.cut
-    epsilon = params.epsilon if params.epsilon is not None else float("inf")
+    epsilon = job_floor(params.epsilon)
     test = _load_test_set(params.test_dataset_url)
 
     transmitter = _s3_ready(ctx)
@@ -102,7 +103,11 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     source = open_complete_stores(store_root, complete)
     r = int(np.prod(source.feature_shape))
-    privacy = privacy_report(epsilon, r, params.label_epsilon)
+    edge_eps = edge_epsilons(source, epsilon, params.label_epsilon)
+    privacy = job_privacy_report(epsilon, params.label_epsilon, edge_eps, r, task.num_classes)
+    train_eps = [edge_eps[name][0] for name in source.workers]
+    log.info("epsilon per edge (job floor %s): %s", msg.format_epsilon(epsilon),
+             ", ".join(f"{name} {msg.format_epsilon(eps)}" for name, (eps, _) in edge_eps.items()))
     reporter.update(force=True, stage="training", epoch=0, epochs=params.epochs or 10, privacy=privacy,
                     samples=len(source))
     debias = params.debias if params.debias is not None else True
@@ -116,7 +121,8 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         entry = {"epoch": epoch, **stats}
         if test is not None:
             entry.update({f"test_{k}": v for k, v in evaluate_cloud(
-                cloud, test_packed, test[1], source.feature_shape, epsilon, debias).items()})
+                cloud, test_packed, test[1], source.feature_shape, train_eps, debias,
+                weights=source.counts).items()})
         history.append(entry)
         log.info("epoch %d: %s", epoch, entry)
 
@@ -131,7 +137,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     started = time.monotonic()
     try:
         train_cloud(cloud, source, epochs=params.epochs or 10, batch_size=params.batch_size or 64,
-                    max_lr=params.learning_rate or 0.05, epsilon=epsilon, debias=debias,
+                    max_lr=params.learning_rate or 0.05, epsilon=train_eps, debias=debias,
                     seed=params.seed or 0, on_epoch=on_epoch, resume=resume, on_epoch_end=on_epoch_end)
     except ValueError as exc:
         if resume is None:
@@ -152,7 +158,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     metrics["model_bytes"] = int(sum(v.numel() * 4 for v in full.values() if v.is_floating_point()))
 
     reporter.update(force=True, stage="saving")
-    model_path = _save_model(ctx, full, cut, epsilon, debias, metrics, privacy, history)
+    model_path = _save_model(ctx, full, cut, epsilon, debias, metrics, privacy, history, edge_eps)
     if transmitter is not None and not ctx.params.keep_payloads:
         removed = transmitter.delete_prefix(transmitter.location.key(ctx.job) + "/")
         log.info("removed %d payload objects of job %s from S3 (keep_payloads=false)", removed, ctx.job)
@@ -173,6 +179,27 @@ async def _collect(server: UploadServer, ctx: WorkerContext, timeout: float, min
     finally:
         ws_server.close()
         await ws_server.wait_closed()
+
+
+def job_floor(epsilon: float | None) -> float:
+    """The aggregator's epsilon, the job's floor. Unset is a configuration error, never silently "no noise":
+    the same rule (and words) as ``fedmist validate`` (spec/params.py), for a worker started by other means."""
+    if epsilon is None:
+        raise ConfigurationError(f"epsilon: {MISTNET_NEEDS_EPSILON}")
+    return epsilon
+
+
+def edge_epsilons(source: StoreSource, floor: float,
+                  label_floor: float | None) -> dict[str, tuple[float, float | None]]:
+    """Each edge's applied ``(epsilon, label_epsilon)`` from its store, in the source's order. A store made
+    before edges declared their budgets held records made at the job's (then the only) values."""
+    found: dict[str, tuple[float, float | None]] = {}
+    for name, eps, label in zip(source.workers, source.epsilons, source.label_epsilons):
+        if eps:
+            found[name] = (msg.parse_epsilon(eps), msg.parse_epsilon(label) if label else None)
+        else:
+            found[name] = (floor, label_floor)
+    return found
 
 
 def _s3_ready(ctx: WorkerContext):
@@ -197,7 +224,8 @@ def _stores_summary(store_root: Path, workers: list[str]) -> dict[str, dict[str,
         manifest = read_manifest(store_root / name)
         if manifest is not None:
             summary[name] = {"received": manifest.received, "num_samples": manifest.num_samples,
-                             "record_bytes": manifest.record_bytes, "sha256": manifest.sha256}
+                             "record_bytes": manifest.record_bytes, "sha256": manifest.sha256,
+                             "epsilon": manifest.epsilon, "label_epsilon": manifest.label_epsilon}
     return summary
 
 
@@ -227,7 +255,8 @@ def _load_test_set(url: str | None) -> tuple[Any, np.ndarray] | None:
 
 
 def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, epsilon: float, debias: bool,
-                metrics: dict[str, Any], privacy: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+                metrics: dict[str, Any], privacy: dict[str, Any], history: list[dict[str, Any]],
+                edge_eps: dict[str, tuple[float, float | None]]) -> Path:
     if not ctx.model_url:
         raise ConfigurationError("MODEL_URL is empty: the aggregationWorker's Model needs a url")
     path = save_weights(state, ctx.model_url)
@@ -236,7 +265,8 @@ def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, ep
         "architecture": ctx.params.model or "lenet5",
         "algorithm": "mistnet",
         "cut_layer": cut,
-        "epsilon": epsilon,
+        "epsilon": epsilon,  # the job's floor; each edge's own is in edge_epsilons and privacy.edges
+        "edge_epsilons": edge_epsilon_texts(edge_eps),
         "debias": debias,
         "metrics": metrics,
         "privacy": privacy,
@@ -244,3 +274,10 @@ def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, ep
         "saved": time.time(),
     })
     return path
+
+
+def edge_epsilon_texts(edge_eps: dict[str, tuple[float, float | None]]) -> dict[str, dict[str, str]]:
+    """``{edge: {"epsilon", "label_epsilon"}}`` as JSON-safe text ("inf"; "" = labels in clear)."""
+    return {name: {"epsilon": msg.format_epsilon(eps),
+                   "label_epsilon": "" if label is None else msg.format_epsilon(label)}
+            for name, (eps, label) in edge_eps.items()}

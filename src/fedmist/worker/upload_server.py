@@ -22,6 +22,7 @@ from fedmist.transport.gate import ConnectionGate
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
+from fedmist.worker.edge_epsilon import check_edge_epsilon
 from fedmist.worker.feature_store import WorkerStore, read_manifest
 
 log = logging.getLogger("fedmist.aggregator")
@@ -38,6 +39,8 @@ class EdgeProgress:
     bytes_down: int = 0
     compute_s: float = 0.0
     connections: int = 0  # sessions this edge opened (more than one: it reconnected and resumed)
+    epsilon: str = ""  # the noise this edge applied, from its records layout ("" until its first records)
+    label_epsilon: str = ""  # "" = labels in clear
 
 
 def task_fingerprint(task: msg.TaskMeta, edge_weights: bytes) -> str:
@@ -89,7 +92,8 @@ class UploadServer:
             if (manifest is not None and manifest.complete and manifest.task == self.plan.fingerprint
                     and len(self.edges) < self.plan.participants):
                 self.edges[folder.name] = EdgeProgress(phase="Uploaded", samples=manifest.num_samples,
-                                                       received=manifest.num_samples)
+                                                       received=manifest.num_samples, epsilon=manifest.epsilon,
+                                                       label_epsilon=manifest.label_epsilon)
                 adopted.append(folder.name)
         if adopted:
             log.info("resuming with stored uploads of %s", ", ".join(adopted))
@@ -184,6 +188,7 @@ class UploadServer:
         resume = existing.received if existing else 0
         if existing and existing.complete:
             edge.phase, edge.received = "Uploaded", existing.num_samples
+            edge.epsilon, edge.label_epsilon = existing.epsilon, existing.label_epsilon
             await channel.send(self._envelope(msg.ACK, {"received": existing.num_samples, "complete": True}))
             self._mark_done()
             return
@@ -204,6 +209,7 @@ class UploadServer:
                 if envelope.type == msg.RECORDS:
                     store = self._write_chunk(store, name, envelope, body, hello.num_samples)
                     edge.phase, edge.received = "Uploading", store.manifest.received
+                    edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
                     self.on_change()
                     continue
                 done = msg.parse_meta(envelope, msg.RECORDS_DONE)
@@ -217,6 +223,7 @@ class UploadServer:
                 elif store is None:
                     store = self._open_store(name, hello.num_samples)
                 store.finish(done.sha256)
+                edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
                 edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
                 edge.bytes_down += await channel.send(
                     self._envelope(msg.ACK, {"received": done.num_samples, "complete": True})
@@ -237,13 +244,16 @@ class UploadServer:
         if num_samples * (meta.feature_bytes + meta.label_bytes) > channel_limits().max_payload_bytes:
             raise ProtocolError(f"{num_samples} records of {meta.feature_bytes + meta.label_bytes} bytes exceed the "
                                 f"upload limit of {channel_limits().max_payload_bytes} bytes")
+        privacy = check_edge_epsilon(meta, self.plan.task).as_text()
         if store is None:
             store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples,
                                      feature_bytes=meta.feature_bytes, label_bytes=meta.label_bytes,
-                                     feature_shape=meta.feature_shape, task=self.plan.fingerprint)
+                                     feature_shape=meta.feature_shape, task=self.plan.fingerprint, privacy=privacy)
         layout = (store.manifest.feature_bytes, store.manifest.label_bytes, store.manifest.feature_shape)
         if layout != (meta.feature_bytes, meta.label_bytes, meta.feature_shape):
             raise ProtocolError("records layout changed during the upload")
+        if (store.manifest.epsilon, store.manifest.label_epsilon) != (privacy["epsilon"], privacy["label_epsilon"]):
+            raise ProtocolError("records epsilon changed during the upload")
         if envelope.size != num_samples * store.manifest.record_bytes:
             raise ProtocolError(f"records payload size {envelope.size} does not match {num_samples} records")
         store.write(envelope.offset, body)
@@ -259,8 +269,10 @@ class UploadServer:
         if done.layout is None or done.layout.num_samples != num_samples:
             raise ProtocolError("object upload without a records layout for the announced samples")
         layout = done.layout
+        privacy = check_edge_epsilon(layout, self.plan.task).as_text()
         store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples, feature_bytes=layout.feature_bytes,
-                                 label_bytes=layout.label_bytes, feature_shape=layout.feature_shape, task=self.plan.fingerprint)
+                                 label_bytes=layout.label_bytes, feature_shape=layout.feature_shape, task=self.plan.fingerprint,
+                                 privacy=privacy)
         store.manifest.received = 0
         size = num_samples * store.manifest.record_bytes
         from fedmist.transport.s3 import S3Error
