@@ -11,6 +11,7 @@ import numpy as np
 
 from fedmist.transport import ws
 from fedmist.transport.base import TransportError
+from fedmist.transport.security import Security
 from fedmist.wire.envelope import Envelope
 from fedmist.wire.tensors import encode_arrays
 from fedmist.worker import protocol as msg
@@ -47,9 +48,8 @@ def _meta(epsilon: str, label_epsilon: str = "") -> dict:
 async def _send(url: str, worker: str, meta: dict, chunks: range, done: bool) -> Envelope | None:
     """One session: HELLO, the records chunks ``chunks`` (4 records each), then RECORDS_DONE when ``done``; the
     aggregator's reply (ACK or ERROR), or None when the session ends without one."""
-    channel = await ws.connect(url)
-    await channel.send(Envelope(type=msg.HELLO, job="job", worker=worker,
-                                meta={"role": "trainer", "token": TOKEN, "num_samples": 8}))
+    channel = await ws.connect(url, security=Security(token=TOKEN, job="job", worker=worker))
+    await channel.send(Envelope(type=msg.HELLO, job="job", worker=worker, meta={"role": "trainer", "num_samples": 8}))
     task_env, _ = await channel.recv(5)
     assert task_env.type == msg.TASK
     try:
@@ -138,9 +138,8 @@ def test_an_edge_changing_its_epsilon_between_sessions_is_refused_even_by_a_rest
 
 def test_one_session_cannot_switch_epsilon_between_chunks(tmp_path):
     async def body(server, url):
-        channel = await ws.connect(url)
-        await channel.send(Envelope(type=msg.HELLO, job="job", worker="edge1",
-                                    meta={"role": "trainer", "token": TOKEN, "num_samples": 8}))
+        channel = await ws.connect(url, security=Security(token=TOKEN, job="job", worker="edge1"))
+        await channel.send(Envelope(type=msg.HELLO, job="job", worker="edge1", meta={"role": "trainer", "num_samples": 8}))
         await channel.recv(5)
         for index, eps in enumerate(("1.0", "0.5")):
             await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=ROWS.nbytes,
