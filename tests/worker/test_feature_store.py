@@ -63,3 +63,24 @@ def test_incomplete_stores_are_not_trained_on(tmp_path):
     WorkerStore.open(tmp_path, "e", num_samples=4, feature_bytes=3, label_bytes=1, feature_shape=[24])
     with pytest.raises(ValueError, match="no complete feature uploads"):
         open_complete_stores(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../x", "../../x", "/x", "a/b", "a\x00b", "..", ".", ""])
+def test_a_name_that_is_not_one_path_component_writes_nothing_outside_the_store(tmp_path, name):
+    root = tmp_path / "store"
+    root.mkdir()
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="is not a single path component under"):
+        WorkerStore.open(root, name, num_samples=2, feature_bytes=3, label_bytes=1, feature_shape=[24])
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert not (tmp_path / "x").exists() and not __import__("pathlib").Path("/x").exists()
+
+
+def test_a_symlink_in_the_store_cannot_lead_a_worker_outside_it(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "edge1").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="resolves outside"):
+        WorkerStore.open(root, "edge1", num_samples=2, feature_bytes=3, label_bytes=1, feature_shape=[24])
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -24,6 +24,7 @@ from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.admission import check_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.feature_store import WorkerStore, read_manifest
+from fedmist.worker.safe_path import safe_child
 
 log = logging.getLogger("fedmist.aggregator")
 
@@ -181,7 +182,7 @@ class UploadServer:
     async def _serve_edge(self, channel: Channel, name: str, hello: msg.HelloMeta) -> None:
         edge = self.edges[name]
         edge.samples = hello.num_samples
-        existing = read_manifest(self.plan.store_root / name)
+        existing = read_manifest(safe_child(self.plan.store_root, name))
         if existing is not None and (existing.num_samples, existing.task) != (hello.num_samples, self.plan.fingerprint):
             existing = None  # made for another task or dataset: start afresh
         resume = existing.received if existing else 0
@@ -287,10 +288,10 @@ class UploadServer:
 
     def _open_store(self, name: str, num_samples: int) -> WorkerStore:
         """The store of an edge that resumed with nothing left to send."""
-        manifest = read_manifest(self.plan.store_root / name)
+        manifest = read_manifest(safe_child(self.plan.store_root, name))
         if manifest is None or (manifest.num_samples, manifest.task) != (num_samples, self.plan.fingerprint):
             raise ProtocolError("upload finished before any records arrived")
-        return WorkerStore(self.plan.store_root / name, manifest)
+        return WorkerStore(safe_child(self.plan.store_root, name), manifest)
 
     def _mark_done(self) -> None:
         self.on_change()
