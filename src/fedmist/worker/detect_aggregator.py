@@ -78,7 +78,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     server = UploadServer(UploadPlan(
         job=ctx.job, task=task, edge_weights=edge_weights, participants=ctx.participants, token=ctx.token,
         store_root=store_root, s3=transmitter,
-        key_for=(lambda worker: ctx.payload_key(worker, "records.u8")) if transmitter else None))
+        key_for=(lambda worker: ctx.payload_key(worker, "records.u8")) if transmitter else None,
+        feature_shape=tuple(shape)))
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
     server.adopt_stored()
     reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon, imgsz=imgsz, model=weights.cfg)
