@@ -114,6 +114,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
                           on_epoch=on_epoch)
     metrics: dict[str, Any] = {"train_s": round(time.monotonic() - started, 3), "samples": len(features),
                                "loss": history[-1]["loss"]}
+    if server.refused:  # edges refused for their records (worker/record_check): the job trained without them
+        metrics["refused"] = server.refused
     if val_bits is not None:
         metrics.update({"mAP50": history[-1]["test_mAP50"], "mAP50-95": history[-1]["test_mAP50-95"]})
     else:

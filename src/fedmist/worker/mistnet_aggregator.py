@@ -142,6 +142,8 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     reporter.update(force=True, stage="evaluating")
     metrics: dict[str, Any] = {"train_s": round(train_s, 3), "samples": len(source)}
+    if server.refused:  # edges refused for their records (worker/record_check): the job trained without them
+        metrics["refused"] = server.refused
     if resume is not None:
         metrics["resumed_from_epoch"] = resume.epoch
     if test is not None:  # the last epoch's evaluation is the final model's
