@@ -90,7 +90,8 @@ def test_an_edge_sending_labels_outside_the_task_is_refused_and_the_job_trains_o
         assert aggregator.poll() is None, (tmp_path / "cloud.log").read_text()[-2000:]
         reason = asyncio.run(_hostile_upload(f"ws://127.0.0.1:{port}"))
         trainer = _worker("train", {**common, "WORKER_NAME": "edge1", "AGG_IP": "127.0.0.1", "AGG_PORT": str(port),
-                                    "TRAIN_DATASET_URL": str(data / "edge1"), "DATASET_NAME": "fmnist-edge1"},
+                                    "TRAIN_DATASET_URL": str(data / "edge1"), "DATASET_NAME": "fmnist-edge1",
+                                    "FEDMIST_STATE_DIR": str(tmp_path / "edge1-state")},
                           tmp_path / "edge1.log")
         assert aggregator.wait(timeout=240) == 0, (tmp_path / "cloud.log").read_text()[-3000:]
         assert trainer.wait(timeout=60) == 0, (tmp_path / "edge1.log").read_text()[-3000:]
