@@ -80,3 +80,31 @@ def test_a_lenet_state_dict_is_not_taken_for_yolo(yolo, tmp_path):
 
     path = save_weights(lenet5().state_dict(), tmp_path / "lenet.pth")
     assert not yolo.looks_like_yolo_file(path)
+
+
+def test_the_allowlist_is_exactly_what_yolov5_checkpoints_name(yolo, tmp_path):
+    """Not one class wider than needed: every class a fresh YOLOv5 checkpoint (n, s, P6) names, and no other."""
+    named: set[str] = set()
+    for cfg in ("yolov5n.yaml", "yolov5s.yaml", "yolov5n6.yaml"):
+        path = yolo.save_ultralytics_checkpoint(yolo.build_yolo(cfg, nc=3), tmp_path / f"{cfg}.pt", ["a", "b", "c"],
+                                                {"imgsz": 64})
+        named |= set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        assert yolo.load_yolo(path).nc == 3
+    assert named == yolo.YOLOV5_CHECKPOINT_CLASSES
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.nn.Linear(2, 2),  # a torch.nn.Module the list lacks
+    lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.GELU()),  # one outsider among allowed layers
+    lambda: __import__("ultralytics.nn.modules.block", fromlist=["C2f"]).C2f(4, 4),  # an ultralytics class outside
+])
+def test_a_checkpoint_naming_a_torch_or_ultralytics_class_outside_the_allowlist_is_refused(yolo, tmp_path, make):
+    path = tmp_path / "odd.pt"
+    model = make()
+    torch.save({"model": model}, path)
+    outsider = next(n for n in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+                    if n not in yolo.YOLOV5_CHECKPOINT_CLASSES)
+    with pytest.raises(ValueError) as refused:
+        yolo.load_yolo(path)
+    assert str(refused.value) == (f"refusing to load {outsider!r}: a YOLOv5 checkpoint may only reference the classes "
+                                  "of fedmist.models.yolo.YOLOV5_CHECKPOINT_CLASSES and plain data types")

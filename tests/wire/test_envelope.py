@@ -110,3 +110,18 @@ def test_random_safetensors_only_raise_protocol_error(data):
         decode_arrays(data)
     except ProtocolError:
         pass
+
+
+@pytest.mark.parametrize("worker", ["../x", "/x", "a/b", "a\x00b", "Edge1", "edge_1", "-edge", "edge-", "e" * 64,
+                                    "edge1\n", ".."])
+def test_a_worker_name_that_is_not_a_dns_label_is_refused_at_decode(worker):
+    frame = encode(Envelope(type="hello", job="j", worker=worker))
+    with pytest.raises(ProtocolError) as refused:
+        decode(frame)
+    assert str(refused.value) == (f"header field 'worker' {worker!r} is not a DNS-1123 label "
+                                  "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)")
+
+
+@pytest.mark.parametrize("worker", ["edge1", "a", "trainer-12", "e" * 63, "aggregator"])
+def test_dns_label_worker_names_pass(worker):
+    assert decode(encode(Envelope(type="hello", job="j", worker=worker)))[0].worker == worker

@@ -63,3 +63,26 @@ def test_incomplete_stores_are_not_trained_on(tmp_path):
     WorkerStore.open(tmp_path, "e", num_samples=4, feature_bytes=3, label_bytes=1, feature_shape=[24])
     with pytest.raises(ValueError, match="no complete feature uploads"):
         open_complete_stores(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../x", "../../x", "ABSOLUTE", "a/b", "a\x00b", "..", ".", ""])
+def test_a_name_that_is_not_one_path_component_writes_nothing_outside_the_store(tmp_path, name):
+    """``ABSOLUTE`` stands for an absolute path outside the store (inside this test's folder, so that the
+    starting commit, which wrote there, leaves nothing behind on the machine)."""
+    root = tmp_path / "deep" / "store"
+    root.mkdir(parents=True)
+    name = str(tmp_path / "outside") if name == "ABSOLUTE" else name
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="is not a single path component under"):
+        WorkerStore.open(root, name, num_samples=2, feature_bytes=3, label_bytes=1, feature_shape=[24])
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_symlink_in_the_store_cannot_lead_a_worker_outside_it(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "edge1").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="resolves outside"):
+        WorkerStore.open(root, "edge1", num_samples=2, feature_bytes=3, label_bytes=1, feature_shape=[24])
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -232,3 +232,65 @@ def test_a_duplicate_result_for_a_round_already_counted_is_dropped() -> None:
     assert sorted(rnd.accepted) == ["a", "b"]
     assert server.workers["a"].rounds == 1 and server.workers["a"].late == 1
     np.testing.assert_allclose(result["w"], 3.0)  # (2 + 4) / 2, not (2 + 2 + 4) / 3
+
+
+def test_an_update_announcing_any_size_but_the_models_is_refused_at_its_first_frame() -> None:
+    """The first FIT_RESULT frame announces 10**9 bytes: the trainer hears why at once (no second frame is
+    ever sent) and is dropped from the round; nothing of it was buffered."""
+    exact = len(encode_weights(GLOBAL))
+
+    async def scenario() -> tuple[object, str, RoundServer]:
+        server, ws_server, (a,), rnd = await _first_round(["a"])
+        server.update_bytes = exact
+        await a.next_fit()
+        first = b"\0" * 16
+        await a.channel.send(Envelope(type=msg.FIT_RESULT, job=JOB, worker="a", round=1, kind="safetensors",
+                                      size=10**9, meta={"num_samples": 1, "compute_s": 0.1}), first)
+        reply, _ = await a.channel.recv(5)
+        await asyncio.wait_for(rnd.changed.wait(), 5)
+        ws_server.close()
+        return rnd, reply.meta["reason"], server
+
+    rnd, reason, server = asyncio.run(scenario())
+    assert reason == f"'fit_result' announces 1000000000 bytes; the global model's layout encodes to exactly {exact}"
+    assert rnd.lost == {"a"} and not rnd.accepted and server.workers["a"].bytes_up == 0
+
+
+@pytest.mark.parametrize(("hello", "claimed", "cap", "why"), [
+    (10, 10**10, 0, "update reports 10000000000 samples, but the trainer's HELLO declared 10"),
+    (10**10, 10**10, 100, "update reports 10000000000 samples, more than the job's max_samples 100"),
+    (10, 0, 0, "update reports 0 samples: an update must come from at least one"),
+])
+def test_a_sample_count_beyond_the_hello_or_the_jobs_cap_cannot_weigh_in(caplog: pytest.LogCaptureFixture, hello: int,
+                                                                         claimed: int, cap: int, why: str) -> None:
+    """A peer claiming 10**10 samples would own the weighted mean: its update is rejected with the reason and
+    the round's aggregate is the honest trainer's alone."""
+    caplog.set_level(logging.WARNING, "fedmist.aggregator")
+
+    async def scenario() -> tuple[dict[str, np.ndarray], object]:
+        server, ws_server, url = await _start(2)
+        server.max_samples = cap
+        honest = await FakeTrainer("honest", url).join()
+        greedy = FakeTrainer("greedy", url)
+        greedy.channel = await ws.connect(url, security=Security(token="tok", job=JOB, worker="greedy"))
+        await greedy.channel.send(Envelope(type=msg.HELLO, job=JOB, worker="greedy",
+                                           meta={"role": "trainer", "num_samples": hello}))
+        await server.wait_for_workers(2, 5)
+        server.strategy.begin_round(1, GLOBAL)
+        rnd = server.open_round(1, ["greedy", "honest"])
+        await server.send_fit(rnd, msg.FitMeta(), encode_weights(GLOBAL))
+        await honest.next_fit()
+        await greedy.next_fit()
+        await greedy.reply(1, _full(100.0), samples=claimed)
+        await honest.reply(1, _full(1.0), samples=10)
+        await close_round(rnd, round_timeout=5, min_clients=1)
+        result = server.strategy.finish_round()
+        for t in (honest, greedy):
+            await t.channel.close()
+        ws_server.close()
+        return result, rnd
+
+    result, rnd = asyncio.run(scenario())
+    assert rnd.accepted == ["honest"] and rnd.rejected == {"greedy"}
+    np.testing.assert_allclose(result["w"], 1.0)
+    assert f"rejected the round 1 update of greedy: {why}" in caplog.text

@@ -28,7 +28,7 @@ GLOBAL = {"b": np.zeros(2, np.float32), "w": np.zeros(6, np.float32)}
 
 async def _trainer(name: str, url: str) -> ws.Channel:
     channel = await ws.connect(url, security=Security(token="tok", job=JOB, worker=name))
-    await channel.send(Envelope(type=msg.HELLO, job=JOB, worker=name, meta={"role": "trainer", "num_samples": 10}))
+    await channel.send(Envelope(type=msg.HELLO, job=JOB, worker=name, meta={"role": "trainer", "num_samples": 1000}))
     return channel
 
 

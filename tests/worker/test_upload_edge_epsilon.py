@@ -20,6 +20,7 @@ from fedmist.worker.upload_server import UploadPlan, UploadServer
 
 TOKEN = "tok"
 ROWS = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)  # 8 records: 2 feature bytes + 1 label byte
+ROWS[:, 2] %= 10  # labels within the task's 10 classes (the aggregator refuses others)
 
 
 def _plan(tmp_path, epsilon: str = "2.0", label_epsilon: str = "", participants: int = 1) -> UploadPlan:

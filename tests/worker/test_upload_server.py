@@ -25,6 +25,13 @@ from fedmist.worker.upload_server import UploadPlan, UploadServer
 TOKEN = "s3cret-token"
 
 
+def _rows(n: int) -> np.ndarray:
+    """``n`` records of 2 feature bytes and a label in [0, 10) (the task's classes)."""
+    rows = np.arange(n * 3, dtype=np.uint8).reshape(n, 3)
+    rows[:, 2] %= 10
+    return rows
+
+
 def _plan(tmp_path, participants: int = 1) -> UploadPlan:
     task = msg.TaskMeta(algorithm="mistnet", model="lenet5", cut_layer=3, epsilon="2.0", batch_size=32,
                         num_classes=10, chunk_records=4)
@@ -100,7 +107,7 @@ async def _rejected(url: str, frames: list[Envelope | bytes], worker: str = "edg
 
 
 def test_bad_peers_are_refused_and_a_good_edge_still_uploads(tmp_path):
-    rows = np.arange(6 * 3, dtype=np.uint8).reshape(6, 3)
+    rows = _rows(6)
 
     async def body(server, url):
         assert await _rejected(url, [], token="wrong") == "refused: worker 'edge1' presented a wrong token"
@@ -130,7 +137,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
     """The old connection may be half-open after a network fault: the authenticated newcomer replaces it, after
     the old session's records are checkpointed, and is told to resume where they end. An impostor without the
     token cannot kick the edge out."""
-    rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
+    rows = _rows(8)
     meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
 
     async def body(server, url):
@@ -165,7 +172,7 @@ def test_a_reconnecting_edge_takes_over_its_half_open_connection_and_resumes(tmp
 def test_a_second_connection_claiming_a_live_edge_is_refused_and_the_edge_goes_on(tmp_path):
     """Two edges given one name (or someone else holding the token): while the first connection still answers
     pings, the newcomer is refused and the first edge finishes its upload undisturbed."""
-    rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
+    rows = _rows(8)
     meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
 
     async def body(server, url):
@@ -189,7 +196,7 @@ def test_a_second_connection_claiming_a_live_edge_is_refused_and_the_edge_goes_o
 def test_duplicate_records_chunks_are_idempotent(tmp_path):
     """A chunk sent again (a retry after a lost ack, an overlap after a resume) rewrites the same bytes: the
     upload completes with the sender's hash and the same record count."""
-    rows = np.arange(8 * 3, dtype=np.uint8).reshape(8, 3)
+    rows = _rows(8)
     meta = {"num_samples": 8, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
 
     async def body(server, url):
@@ -231,7 +238,7 @@ def test_wrong_hash_at_the_end_is_refused_and_nothing_is_marked_complete(tmp_pat
 
 
 def test_a_restarted_aggregator_adopts_stored_uploads_of_the_same_task_only(tmp_path):
-    rows = np.arange(6 * 3, dtype=np.uint8).reshape(6, 3)
+    rows = _rows(6)
 
     async def body(server, url):
         assert (await _upload(url, "edge1", rows)).complete
@@ -278,3 +285,78 @@ def test_a_slow_sender_is_cut_off_at_the_hello_deadline_and_logged(tmp_path, cap
     # cut off after the 2 s hello deadline plus the bounded close wait (5 s), long before the 1 MiB frame could end
     assert closed and seconds < 12 and sent < 200
     assert f"lost {address} (worker ?): {address}: handshake not finished within 2 s" in caplog.text
+
+
+def test_an_edge_with_labels_outside_the_task_is_refused_and_the_job_goes_on_with_the_others(tmp_path):
+    """Two edges: ``bad`` sends a label >= num_classes in its first chunk. It gets an ERROR naming the record,
+    nothing of it is stored, it cannot come back, and the upload phase ends with the good edge's records."""
+    bad_rows = _rows(6)
+    bad_rows[3, 2] = 11
+    good_rows = _rows(6)
+    meta = {"num_samples": 6, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0"}
+
+    async def body(server, url):
+        channel, _, _ = await _join(url, "bad", 6)
+        await channel.send(Envelope(type=msg.RECORDS, job="job", worker="bad", kind="records", size=18, offset=0,
+                                    meta=meta), bad_rows[:4].tobytes())
+        reply, _ = await channel.recv(5)
+        await channel.close()
+        again = await _rejected(url, [_hello("bad")], worker="bad")
+        ack = await _upload(url, "good", good_rows)
+        done = await server.wait(5, min_complete=1)
+        return reply.meta["reason"], again, ack, done, server.refused, server.edges["bad"].phase
+
+    reason, again, ack, done, refused, phase = asyncio.run(_with_server(_plan(tmp_path, participants=2), body))
+    why = "record 3 has label 11, outside [0, 10) (1 such records in this chunk)"
+    assert reason == f"records refused: {why}"
+    assert again == f"worker 'bad' was refused earlier in this job: {why}"
+    assert ack.complete and done == ["good"] and refused == {"bad": why} and phase == "Refused"
+    features, labels = open_complete_stores(tmp_path).batch(np.arange(6))
+    assert labels.tolist() == good_rows[:, 2].tolist()
+    from fedmist.worker.feature_store import read_manifest
+
+    stored = read_manifest(tmp_path / "bad")
+    assert stored is not None and stored.received == 0 and not stored.complete
+    assert not (tmp_path / "bad" / "records.u8").read_bytes().strip(b"\0")  # not one byte of it written
+
+
+def test_refused_edges_below_min_clients_fail_the_upload_phase_with_the_reason(tmp_path):
+    from fedmist.worker.errors import JobFailure
+
+    rows = _rows(6)
+    rows[0, 2] = 200
+
+    async def body(server, url):
+        with pytest.raises(ProtocolError, match="records refused"):
+            await _upload(url, "bad", rows)
+        with pytest.raises(JobFailure) as failed:
+            await server.wait(5, min_complete=1)
+        return str(failed.value)
+
+    message = asyncio.run(_with_server(_plan(tmp_path), body))
+    assert message == ("only 0 of 1 edges uploaded (need 1); refused bad: record 0 has label 200, outside [0, 10) "
+                       "(1 such records in this chunk)")
+
+
+@pytest.mark.parametrize(("layout", "why"), [
+    ({"feature_shape": [24], "feature_bytes": 3}, "records feature_shape [24], the task's edge part produces [16]"),
+    ({"label_bytes": 2}, "records label_bytes 2, the task's 10 classes take 1"),
+    ({"feature_bytes": 5}, "records feature_bytes 5, feature_shape [16] takes 2"),
+])
+def test_a_records_layout_other_than_the_tasks_is_refused_before_anything_is_stored(tmp_path, layout, why):
+    plan = _plan(tmp_path)
+    plan.feature_shape = (16,)
+    meta = {"num_samples": 6, "feature_bytes": 2, "label_bytes": 1, "feature_shape": [16], "epsilon": "2.0", **layout}
+
+    async def body(server, url):
+        channel, _, _ = await _join(url, "edge1", 6)
+        size = 6 * (meta["feature_bytes"] + meta["label_bytes"])
+        await channel.send(Envelope(type=msg.RECORDS, job="job", worker="edge1", kind="records", size=size,
+                                    offset=0, meta=meta), bytes(size))
+        reply, _ = await channel.recv(5)
+        await channel.close()
+        return reply.meta["reason"], server.refused
+
+    reason, refused = asyncio.run(_with_server(plan, body))
+    assert reason == f"records refused: {why}" and refused == {"edge1": why}
+    assert not (tmp_path / "edge1").exists()

@@ -2,9 +2,11 @@
 
 Pretrained weights come as an ultralytics checkpoint (a dict holding a pickled ``DetectionModel``) or as a
 plain state dict (``.pth``). Neither is unpickled freely: ``torch.load(weights_only=True)`` runs with an
-allowlist made of exactly the classes the checkpoint names, and only when each is a class defined in an
-``ultralytics.*`` or ``torch.*`` module (found with ``get_unsafe_globals_in_checkpoint``, which reads the
-pickle's opcodes without executing it). A missing file is an error, never a random initialisation.
+allowlist of the classes the checkpoint names (found with ``get_unsafe_globals_in_checkpoint``, which reads the
+pickle's opcodes without executing it), and only when each is one of :data:`YOLOV5_CHECKPOINT_CLASSES` -- the
+exact classes a YOLOv5 ``DetectionModel`` pickles -- or a plain data type. Why not every class under
+``torch.`` and ``ultralytics.``: that is hundreds of classes whose unpickling runs their ``__setstate__`` /
+constructors, which defeats ``weights_only``. A missing file is an error, never a random initialisation.
 """
 
 from __future__ import annotations
@@ -21,7 +23,18 @@ import torch
 from torch import nn
 
 DEFAULT_CFG = "yolov5s.yaml"
-ALLOWED_PREFIXES = ("ultralytics.", "torch.")
+# Exactly what a YOLOv5 checkpoint pickles besides tensors: the model class, its blocks and the torch layers
+# inside them (enumerated from the checkpoints of yolov5n/s/nu/n6 built offline; tests/models/test_yolo_weights
+# checks the list against a fresh one).
+YOLOV5_CHECKPOINT_CLASSES = frozenset({
+    "ultralytics.nn.tasks.DetectionModel",
+    "ultralytics.nn.modules.block.Bottleneck", "ultralytics.nn.modules.block.C3", "ultralytics.nn.modules.block.DFL",
+    "ultralytics.nn.modules.block.SPPF", "ultralytics.nn.modules.conv.Concat", "ultralytics.nn.modules.conv.Conv",
+    "ultralytics.nn.modules.head.Detect",
+    "torch.nn.modules.activation.SiLU", "torch.nn.modules.batchnorm.BatchNorm2d",
+    "torch.nn.modules.container.ModuleList", "torch.nn.modules.container.Sequential",
+    "torch.nn.modules.conv.Conv2d", "torch.nn.modules.pooling.MaxPool2d", "torch.nn.modules.upsampling.Upsample",
+})
 # Plain data types ultralytics checkpoints hold besides modules (train args, dates, versions).
 ALLOWED_EXTRA = frozenset({"collections.OrderedDict", "builtins.set", "builtins.frozenset", "builtins.slice",
                            "types.SimpleNamespace", "pathlib.PosixPath", "pathlib.WindowsPath"})
@@ -52,8 +65,9 @@ def build_yolo(cfg: str | dict, nc: int) -> nn.Module:
 
 def _resolve_global(name: str) -> type:
     module_name, _, attr = name.rpartition(".")
-    if not (name.startswith(ALLOWED_PREFIXES) or name in ALLOWED_EXTRA):
-        raise ValueError(f"refusing to load {name!r}: checkpoints may only reference classes of ultralytics/torch")
+    if name not in YOLOV5_CHECKPOINT_CLASSES and name not in ALLOWED_EXTRA:
+        raise ValueError(f"refusing to load {name[:200]!r}: a YOLOv5 checkpoint may only reference the classes of "
+                         f"fedmist.models.yolo.YOLOV5_CHECKPOINT_CLASSES and plain data types")
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
@@ -63,7 +77,7 @@ def _resolve_global(name: str) -> type:
 
 
 def safe_load_checkpoint(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` with an allowlist of the ultralytics/torch classes the file names."""
+    """``torch.load(weights_only=True)`` with an allowlist of the YOLOv5 classes the file names."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"weights file not found: {p} (refusing to fall back to random initialisation)")

@@ -16,6 +16,7 @@ _SHELL_VARIABLE: Final = re.compile(r"^\$(?:\{(?P<braced>\w+)\}|(?P<plain>\w+))$
 _NOT_DNS: Final = re.compile(r"[^a-z0-9-]+")
 _DASHES: Final = re.compile(r"-{2,}")
 DNS_LABEL_MAX: Final = 63
+_DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def expand_node_name(raw: str, environ: Mapping[str, str]) -> str:
@@ -30,6 +31,13 @@ def dns_label(text: str) -> str:
     """Lower-case letters, digits and inner dashes, at most 63 characters (RFC 1123 label)."""
     label = _DASHES.sub("-", _NOT_DNS.sub("-", text.lower())).strip("-")
     return label[:DNS_LABEL_MAX].rstrip("-")
+
+
+def is_dns_label(name: str) -> bool:
+    """Whether ``name`` is already an RFC 1123 label (Kubernetes' rule for names): ``[a-z0-9]([-a-z0-9]*[a-z0-9])?``,
+    at most 63 characters. Why a check and not :func:`dns_label`: a name from the wire that is not a label is
+    refused, never silently rewritten into one that may belong to another worker."""
+    return len(name) <= DNS_LABEL_MAX and _DNS_LABEL.fullmatch(name) is not None
 
 
 def unique_names(candidates: Sequence[str]) -> list[str]:

@@ -142,6 +142,7 @@ PARSERS: Final[dict[str, Parser]] = {
     "beta": _number(lambda x: 0 <= x < 0.5, "a number in [0, 0.5)"),
     "num_malicious": _integer(0),
     "m": _integer(1),
+    "max_samples": _integer(1),
     "target_accuracy": _number(lambda x: 0 <= x <= 1, "a number in [0, 1]"),
     "validation_split": _unit_open,
     "debias": _boolean,
@@ -182,6 +183,7 @@ class JobParams(BaseModel):
     beta: float | None = None
     num_malicious: int | None = None
     m: int | None = None
+    max_samples: int | None = None  # FedAvg family: the most samples one update may claim (worker/update_bounds)
     target_accuracy: float | None = None
     validation_split: float | None = None
     debias: bool | None = None

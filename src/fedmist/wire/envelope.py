@@ -30,6 +30,8 @@ from typing import Any
 
 from blake3 import blake3
 
+from fedmist.spec.naming import DNS_LABEL_MAX, is_dns_label
+
 PROTOCOL_VERSION = 3
 _LEN = struct.Struct(">I")
 _SEQ = struct.Struct(">Q")
@@ -205,6 +207,10 @@ def _validate_header(header: Any, limits: Limits) -> Envelope:
     for name in ("type", "job", "worker"):
         if not 0 < len(header[name]) <= _MAX_NAME:
             raise ProtocolError(f"header field '{name}' must be 1..{_MAX_NAME} characters")
+    if not is_dns_label(header["worker"]):
+        # a worker name keys the aggregator's store folder, status entry and S3 prefix: only a DNS label may
+        raise ProtocolError(f"header field 'worker' {header['worker'][:80]!r} is not a DNS-1123 label "
+                            f"([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most {DNS_LABEL_MAX} characters)")
     for name in ("round", "seq", "size", "offset"):
         if header.get(name, 0) < 0:
             raise ProtocolError(f"header field '{name}' must not be negative")

@@ -79,7 +79,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     server = UploadServer(UploadPlan(
         job=ctx.job, task=task, edge_weights=edge_weights, participants=ctx.participants, token=ctx.token,
         store_root=store_root, s3=transmitter,
-        key_for=(lambda worker: ctx.payload_key(worker, "records.u8")) if transmitter else None))
+        key_for=(lambda worker: ctx.payload_key(worker, "records.u8")) if transmitter else None,
+        feature_shape=tuple(shape)))
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
     server.adopt_stored()
     reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon, imgsz=imgsz, model=weights.cfg)
@@ -117,6 +118,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
                           on_epoch=on_epoch)
     metrics: dict[str, Any] = {"train_s": round(time.monotonic() - started, 3), "samples": len(features),
                                "loss": history[-1]["loss"]}
+    if server.refused:  # edges refused for their records (worker/record_check): the job trained without them
+        metrics["refused"] = server.refused
     if val_bits is not None:
         metrics.update({"mAP50": history[-1]["test_mAP50"], "mAP50-95": history[-1]["test_mAP50-95"]})
     else:

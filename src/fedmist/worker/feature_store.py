@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fedmist.atomic import write_json_atomic
+from fedmist.worker.safe_path import safe_child
 
 _RECORDS = "records.u8"
 _MANIFEST = "manifest.json"
@@ -76,7 +77,7 @@ class WorkerStore:
         ``privacy`` (``{"epsilon", "label_epsilon"}`` as text) is what the edge applied; it is kept in the
         manifest so the cloud debiases these records with it even after a restart. Records of one upload share
         one noise level: resuming with other values raises ValueError instead of mixing them."""
-        folder = root / worker
+        folder = safe_child(root, worker)  # the name came from a frame header: never a path outside the store
         folder.mkdir(parents=True, exist_ok=True)
         privacy = dict(privacy or {})
         wanted = StoreManifest(worker, num_samples, feature_bytes, label_bytes, list(feature_shape),
@@ -224,5 +225,6 @@ class StoreSource:
 def open_complete_stores(root: Path, workers: list[str] | None = None) -> StoreSource:
     """A :class:`StoreSource` over every complete store under ``root`` (or just ``workers``), in name order."""
     names = workers if workers is not None else sorted(p.name for p in root.iterdir() if p.is_dir())
-    found = [(root / n, m) for n in names if (m := read_manifest(root / n)) is not None and m.complete]
+    found = [(safe_child(root, n), m) for n in names
+             if (m := read_manifest(safe_child(root, n))) is not None and m.complete]
     return StoreSource(found)

@@ -83,6 +83,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
             store_root=store_root,
             s3=transmitter,
             key_for=(lambda worker: ctx.payload_key(worker, "records.u8")) if transmitter else None,
+            feature_shape=_expected_shape(edge, test),
         ),
     )
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
@@ -147,6 +148,8 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     reporter.update(force=True, stage="evaluating")
     metrics: dict[str, Any] = {"train_s": round(train_s, 3), "samples": len(source)}
+    if server.refused:  # edges refused for their records (worker/record_check): the job trained without them
+        metrics["refused"] = server.refused
     if resume is not None:
         metrics["resumed_from_epoch"] = resume.epoch
     if test is not None:  # the last epoch's evaluation is the final model's
@@ -200,6 +203,18 @@ def edge_epsilons(source: StoreSource, floor: float,
         else:
             found[name] = (floor, label_floor)
     return found
+
+
+def _expected_shape(edge: torch.nn.Module, test: tuple[Any, np.ndarray] | None) -> tuple[int, ...] | None:
+    """The feature shape every edge's records must have: the edge part's output on inputs shaped like the test
+    set's (the cloud is evaluated on those, so training features of another shape could not be used anyway).
+    Without a test set the input shape is unknown here and the first completed upload fixes it."""
+    if test is None:
+        return None
+    from fedmist.data.tensors import probe_batch
+    from fedmist.worker.extract import feature_shape_of
+
+    return feature_shape_of(edge, probe=probe_batch(test[0]))
 
 
 def _s3_ready(ctx: WorkerContext):

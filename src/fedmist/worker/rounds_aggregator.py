@@ -70,6 +70,8 @@ class RoundsJob:
         self.global_bytes = encode_weights({k: v.detach().numpy() for k, v in self.model.state_dict().items()})
         self.load_global()
         self.model_bytes = raw_parameter_bytes(decode_weights(self.global_bytes))
+        # every trainer runs this model, so an update is exactly this many bytes (``update_bounds``)
+        self.update_bytes = len(self.global_bytes)
 
     def _init_weights(self) -> None:
         url = self.ctx.pretrained_model_url
@@ -147,6 +149,7 @@ async def _serve(job: RoundsJob) -> dict[str, Any]:
                          idle_timeout=max(600.0, 4 * job.round_timeout) * job.rounds,
                          payload_timeout=job.round_timeout,
                          max_update_bytes=len(job.global_bytes) + UPDATE_SLACK_BYTES, carrier=_carrier(ctx),
+                         update_bytes=job.update_bytes, max_samples=ctx.params.max_samples or 0,
                          spool_dir=_spool_dir(ctx))
     server.on_change = lambda: job.status(server)
     security = ctx.security()

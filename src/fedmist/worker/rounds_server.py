@@ -29,6 +29,7 @@ from fedmist.transport.payload import drain_payload
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
+from fedmist.worker.update_bounds import check_update_size, sample_count_problem
 from fedmist.worker.update_stream import UpdateStream
 from fedmist.worker.weights_codec import decode_weights
 
@@ -94,6 +95,8 @@ class RoundServer:
     payload_timeout: float
     hello_timeout: float = 30.0
     max_update_bytes: int = 0  # largest update accepted (the model's size plus slack); 0: the frame limits' bound
+    update_bytes: int = 0  # the exact size of an update (the global model's layout, encoded); 0: not checked
+    max_samples: int = 0  # the job's cap on an update's num_samples (0: only the HELLO's count bounds it)
     limits: Limits = field(default_factory=Limits)
     on_change: Callable[[], None] = lambda: None
     carrier: Carrier = field(default_factory=WsCarrier)  # inline frames (ws) or S3 objects (transport.carrier)
@@ -221,6 +224,7 @@ class RoundServer:
         if envelope.type == msg.ERROR:
             raise TransportError(f"trainer reported: {msg.parse_meta(envelope, msg.ERROR).reason[:300]}")
         meta: msg.FitResultMeta = msg.parse_meta(envelope, msg.FIT_RESULT)
+        check_update_size(envelope, self.update_bytes)  # before a byte of it is read, buffered or downloaded
         rnd, state = self.current, self.workers[name]
         wanted = (rnd is not None and not rnd.closed and envelope.round == rnd.number and name in rnd.selected
                   and name not in rnd.accepted and name not in rnd.rejected and name not in rnd.lost)
@@ -232,7 +236,10 @@ class RoundServer:
             self.on_change()
             return
         async with self._slot:  # one update at a time: one fold open, one undo journal, one buffer
-            if self.strategy.folds_slices:
+            if (problem := sample_count_problem(meta.num_samples, state.samples, self.max_samples)) is not None:
+                await drain_payload(channel, envelope, body, self.payload_timeout)
+                verdict = Verdict(0, error=problem)
+            elif self.strategy.folds_slices:
                 verdict = await self._fold_streaming(name, channel, envelope, body, meta, rnd)
             else:
                 verdict = await self._fold_whole(name, channel, envelope, body, meta, rnd)

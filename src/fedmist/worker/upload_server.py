@@ -23,7 +23,10 @@ from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker import protocol as msg
 from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.edge_epsilon import check_edge_epsilon
-from fedmist.worker.feature_store import WorkerStore, read_manifest
+from fedmist.worker.errors import JobFailure
+from fedmist.worker.feature_store import StoreManifest, WorkerStore, read_manifest
+from fedmist.worker.record_check import RecordCheck, RecordsRefused
+from fedmist.worker.safe_path import safe_child
 
 log = logging.getLogger("fedmist.aggregator")
 
@@ -41,6 +44,7 @@ class EdgeProgress:
     connections: int = 0  # sessions this edge opened (more than one: it reconnected and resumed)
     epsilon: str = ""  # the noise this edge applied, from its records layout ("" until its first records)
     label_epsilon: str = ""  # "" = labels in clear
+    refused: str = ""  # why its records were refused (phase "Refused"): the job goes on without it
 
 
 def task_fingerprint(task: msg.TaskMeta, edge_weights: bytes) -> str:
@@ -68,6 +72,7 @@ class UploadPlan:
 
     s3: Any = None  # an S3Transmitter when TRANSMITTER=s3: records arrive as an object, not as frames
     key_for: Callable[[str], str] | None = None  # worker -> the only object key that worker may name
+    feature_shape: tuple[int, ...] | None = None  # what the task's edge part produces (None: the first upload's)
 
 
 @dataclass
@@ -81,6 +86,7 @@ class UploadServer:
 
     def __post_init__(self) -> None:
         self.gate.fit(self.plan.participants)
+        self.check = RecordCheck.for_task(self.plan.task, self.plan.feature_shape)
 
     def adopt_stored(self) -> list[str]:
         """Count uploads a previous run of this aggregator already verified and stored (a restart after a
@@ -90,7 +96,7 @@ class UploadServer:
         for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
             manifest = read_manifest(folder)
             if (manifest is not None and manifest.complete and manifest.task == self.plan.fingerprint
-                    and len(self.edges) < self.plan.participants):
+                    and len(self.edges) < self.plan.participants and self._adoptable(folder.name, manifest)):
                 self.edges[folder.name] = EdgeProgress(phase="Uploaded", samples=manifest.num_samples,
                                                        received=manifest.num_samples, epsilon=manifest.epsilon,
                                                        label_epsilon=manifest.label_epsilon)
@@ -100,14 +106,30 @@ class UploadServer:
             self._mark_done()
         return adopted
 
+    def _adoptable(self, name: str, manifest: StoreManifest) -> bool:
+        """A stored upload whose layout the task's checks refuse (stored by an older release) is not adopted:
+        its edge uploads again and is judged like any other."""
+        try:
+            self.check.pin(tuple(manifest.feature_shape))
+        except RecordsRefused as exc:
+            log.warning("not adopting the stored upload of %s: %s", name, exc)
+            return False
+        return True
+
     @property
     def complete(self) -> list[str]:
         return sorted(name for name, edge in self.edges.items() if edge.phase == "Uploaded")
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """Edges refused for their records, with the reason (they count as done: nobody waits for them)."""
+        return {name: edge.refused for name, edge in sorted(self.edges.items()) if edge.refused}
+
     async def wait(self, timeout: float, min_complete: int) -> list[str]:
         """Wait until every participant uploaded, or ``timeout`` passed; return the complete edges.
 
-        Raises TimeoutError when fewer than ``min_complete`` finished by the deadline.
+        Raises TimeoutError when fewer than ``min_complete`` finished by the deadline, and JobFailure when
+        refused edges leave fewer than ``min_complete`` (the job trains on the rest when they are enough).
         """
         try:
             await asyncio.wait_for(self._done.wait(), timeout)
@@ -117,6 +139,10 @@ class UploadServer:
                     f"only {len(self.complete)} of {self.plan.participants} edges uploaded within {timeout:g} s "
                     f"(need {min_complete})"
                 ) from None
+        if len(self.complete) < min_complete:
+            refused = "; ".join(f"{name}: {why}" for name, why in self.refused.items())
+            raise JobFailure(f"only {len(self.complete)} of {self.plan.participants} edges uploaded (need "
+                             f"{min_complete}); refused {refused}")
         return self.complete
 
     async def handle(self, channel: Channel) -> None:
@@ -136,6 +162,9 @@ class UploadServer:
                 if self._sessions.get(name, (None,))[0] is channel:
                     del self._sessions[name]
                 finished.set()
+        except RecordsRefused as exc:
+            self._refuse(name, str(exc))
+            await reply_error(channel, self.plan.job, f"records refused: {exc}")
         except (ProtocolError, ValueError) as exc:
             log.warning("rejected %s (worker %s): %s", channel.peer, name, exc)
             await reply_error(channel, self.plan.job, str(exc))
@@ -181,8 +210,10 @@ class UploadServer:
 
     async def _serve_edge(self, channel: Channel, name: str, hello: msg.HelloMeta) -> None:
         edge = self.edges[name]
+        if edge.refused:
+            raise ProtocolError(f"worker '{name}' was refused earlier in this job: {edge.refused}")
         edge.samples = hello.num_samples
-        existing = read_manifest(self.plan.store_root / name)
+        existing = read_manifest(safe_child(self.plan.store_root, name))
         if existing is not None and (existing.num_samples, existing.task) != (hello.num_samples, self.plan.fingerprint):
             existing = None  # made for another task or dataset: start afresh
         resume = existing.received if existing else 0
@@ -222,6 +253,7 @@ class UploadServer:
                     edge.bytes_up += store.manifest.num_samples * store.manifest.record_bytes
                 elif store is None:
                     store = self._open_store(name, hello.num_samples)
+                self.check.pin(tuple(store.manifest.feature_shape))
                 store.finish(done.sha256)
                 edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
                 edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
@@ -241,6 +273,7 @@ class UploadServer:
         meta = msg.parse_meta(envelope, msg.RECORDS)
         if meta.num_samples != num_samples:
             raise ProtocolError(f"records for {meta.num_samples} samples, hello said {num_samples}")
+        self.check.layout(meta)
         if num_samples * (meta.feature_bytes + meta.label_bytes) > channel_limits().max_payload_bytes:
             raise ProtocolError(f"{num_samples} records of {meta.feature_bytes + meta.label_bytes} bytes exceed the "
                                 f"upload limit of {channel_limits().max_payload_bytes} bytes")
@@ -256,6 +289,7 @@ class UploadServer:
             raise ProtocolError("records epsilon changed during the upload")
         if envelope.size != num_samples * store.manifest.record_bytes:
             raise ProtocolError(f"records payload size {envelope.size} does not match {num_samples} records")
+        self.check.records(body, tuple(meta.feature_shape), envelope.offset // store.manifest.record_bytes)
         store.write(envelope.offset, body)
         return store
 
@@ -269,6 +303,7 @@ class UploadServer:
         if done.layout is None or done.layout.num_samples != num_samples:
             raise ProtocolError("object upload without a records layout for the announced samples")
         layout = done.layout
+        self.check.layout(layout)
         privacy = check_edge_epsilon(layout, self.plan.task).as_text()
         store = WorkerStore.open(self.plan.store_root, name, num_samples=num_samples, feature_bytes=layout.feature_bytes,
                                  label_bytes=layout.label_bytes, feature_shape=layout.feature_shape, task=self.plan.fingerprint,
@@ -285,7 +320,9 @@ class UploadServer:
             pending.extend(data)
             whole = len(pending) // record * record
             if whole:
-                store.write(offset + len(data) - len(pending), bytes(pending[:whole]))
+                chunk, at = bytes(pending[:whole]), offset + len(data) - len(pending)
+                self.check.records(chunk, tuple(layout.feature_shape), at // record)
+                store.write(at, chunk)
                 del pending[:whole]
 
         try:
@@ -296,14 +333,22 @@ class UploadServer:
 
     def _open_store(self, name: str, num_samples: int) -> WorkerStore:
         """The store of an edge that resumed with nothing left to send."""
-        manifest = read_manifest(self.plan.store_root / name)
+        manifest = read_manifest(safe_child(self.plan.store_root, name))
         if manifest is None or (manifest.num_samples, manifest.task) != (num_samples, self.plan.fingerprint):
             raise ProtocolError("upload finished before any records arrived")
-        return WorkerStore(self.plan.store_root / name, manifest)
+        return WorkerStore(safe_child(self.plan.store_root, name), manifest)
+
+    def _refuse(self, name: str, reason: str) -> None:
+        """Refuse an edge whose records do not fit the task, for the rest of the job: logged with the reason,
+        recorded in its status entry, and counted as done so the job goes on with the others."""
+        log.warning("refused worker %s: %s; the job goes on without its records", name, reason)
+        if name in self.edges:
+            self.edges[name].phase, self.edges[name].refused = "Refused", reason
+        self._mark_done()
 
     def _mark_done(self) -> None:
         self.on_change()
-        if len(self.complete) >= self.plan.participants:
+        if len(self.complete) + len(self.refused) >= self.plan.participants:
             self._done.set()
 
     def _envelope(self, kind_type: str, meta: dict, kind: str = "none") -> Envelope:
