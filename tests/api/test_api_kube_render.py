@@ -21,7 +21,9 @@ def test_render_mounts_the_loaders_data_folder_not_the_import_path(tmp_path, cap
     edge1 = next(p for p in pods if p["spec"].get("nodeName") == "edge1")
     env = {e["name"]: e.get("value") for e in edge1["spec"]["containers"][0]["env"]}
     assert env["TRAIN_DATASET_URL"] == "fmnist_cnn.data:load_pngs?split=edge1&root=/data/pngs"
-    assert [v["hostPath"]["path"] for v in edge1["spec"]["volumes"] if "hostPath" in v] == ["/data/pngs"]
+    # the data folder, and the trainer's own state folder (noise seed, privacy ledger) that outlives the pod
+    assert [v["hostPath"]["path"] for v in edge1["spec"]["volumes"] if "hostPath" in v] == [
+        "/data/pngs", "/var/lib/fedmist/edges/default/edge1"]
     cloud = next(p for p in pods if p["spec"].get("nodeName") == "cloud")
     assert sorted(v["hostPath"]["path"] for v in cloud["spec"]["volumes"] if "hostPath" in v) == [
         "/data/pngs", "/models/out", "/models/pre"]
