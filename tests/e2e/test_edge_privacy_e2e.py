@@ -105,7 +105,8 @@ def test_a_job_over_the_privacy_budget_is_refused_before_anything_is_uploaded(ti
 
 def _throttled() -> tuple[FaultProxy, dict[str, str]]:
     agg_port = free_port()
-    proxy = FaultProxy(agg_port, rate_bytes_per_s=150_000, socket_buffer=16 * 1024).start()
+    # slow enough (about 400 records/s) that the kill lands mid-upload even when status.json lags on a loaded machine
+    proxy = FaultProxy(agg_port, rate_bytes_per_s=60_000, socket_buffer=16 * 1024).start()
     return proxy, {"FEDMIST_AGG_PORT": str(agg_port), "FEDMIST_TRAINER_AGG_PORT": str(proxy.port)}
 
 
