@@ -1,7 +1,7 @@
 """The aggregator's connections in the round engine: admit trainers, hand out rounds, take results as they come.
 
 One handler task per trainer connection reads that trainer's frames for the whole job; the round loop
-(``rounds_aggregator``) only opens rounds, sends FIT and waits on :class:`OpenRound`. For a running-sum
+(``rounds.aggregator``) only opens rounds, sends FIT and waits on :class:`OpenRound`. For a running-sum
 strategy (FedAvg, FedProx, the FedOpt family) a result is folded into the sum chunk by chunk as its frames
 arrive (``update_stream``), so the aggregator holds the global model and the sum, never a whole update; the
 strategies that need every update at once (median, trimmed mean, Krum) get each one whole when its last

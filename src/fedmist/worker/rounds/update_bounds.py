@@ -4,7 +4,7 @@ Why: the job token is shared by every trainer, so an authenticated trainer is no
 
 - Size. Every trainer runs the model the aggregator chose, so its update is the global model's layout
   re-encoded: the same tensor names, shapes and dtypes, hence exactly the same safetensors bytes count
-  (``weights_codec.safetensors_layout`` is deterministic). A FIT_RESULT announcing any other size -- in its
+  (``wire.arrays.safetensors_layout`` is deterministic). A FIT_RESULT announcing any other size -- in its
   frame header, or as its S3 object's size -- is refused before a byte of it is buffered, so a peer cannot make
   the aggregator read, hold or download more than one model's worth.
 - Sample count. ``num_samples`` weights the update in FedAvg and the FedOpt family. A trainer may not claim more
