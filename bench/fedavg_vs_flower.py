@@ -176,7 +176,7 @@ def flower_server(args: argparse.Namespace) -> None:
 
     from fedmist.data.idx import load_idx_dataset
     from fedmist.models.lenet import lenet5
-    from fedmist.worker.local_train import as_tensors, evaluate
+    from fedmist.models.local_train import as_tensors, evaluate
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -223,7 +223,7 @@ def flower_client(args: argparse.Namespace) -> None:
 
     from fedmist.data.idx import load_idx_dataset
     from fedmist.models.lenet import lenet5
-    from fedmist.worker.local_train import LocalConfig, as_tensors, train_local
+    from fedmist.models.local_train import LocalConfig, as_tensors, train_local
 
     torch.set_num_threads(1)
     x, y = as_tensors(*load_idx_dataset(Path(args.data) / f"edge{args.edge}"))

@@ -117,8 +117,8 @@ def ablation(data: Path, pretrained: Path) -> None:
     from fedmist.models.registry import build_model
     from fedmist.models.split import split_model
     from fedmist.models.weights import load_weights
-    from fedmist.worker.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
-    from fedmist.worker.extract import channel_features, extract_bits
+    from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
+    from fedmist.models.extract import channel_features, extract_bits
 
     torch.set_num_threads(2)
     edges = [load_idx_dataset(str(data / name)) for name in ("edge1", "edge2")]

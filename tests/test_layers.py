@@ -38,19 +38,9 @@ LEAVES = frozenset({"imports", "atomic", "errors"})
 ROOT = "fedmist"  # the package itself (its __init__)
 
 # (file, rule, referenced module) -> why it is still allowed. Remove an entry when its violation goes away.
-ALLOWED: dict[tuple[str, str, str], str] = {
-    ("fedmist/models/yolo_pretrain.py", "models-data", "fedmist.worker.detect_cloud_train"):
-        "YOLO pretraining reuses the cloud's detection training loop, which lives in worker/ until the worker "
-        "split moves the training loops out of the runtimes",
-    ("fedmist/models/yolo_pretrain.py", "models-data", "fedmist.worker.detect_extract"):
-        "YOLO pretraining reuses the edge's feature extraction (same reason: the worker split)",
-}
+ALLOWED: dict[tuple[str, str, str], str] = {}
 # Import cycles (the set of nodes of one strongly connected component) still allowed, with the reason.
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"models", "training", "worker"}):
-        "worker/ uses models and training (as it should), but training.py wraps worker/local_train.py's loop and "
-        "models/yolo_pretrain.py the detection loops in worker/; the worker split moves those loops below worker/",
-}
+ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 
 
 @dataclass(frozen=True)

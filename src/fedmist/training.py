@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from fedmist.imports import import_subclass, is_import_path
-from fedmist.worker.local_train import LocalConfig, LocalResult, evaluate, train_local
+from fedmist.models.local_train import LocalConfig, LocalResult, evaluate, train_local
 
 __all__ = ["LocalConfig", "LocalResult", "SGDTrainer", "Trainer", "resolve_trainer", "build_trainer",
            "check_metrics"]
@@ -67,7 +67,7 @@ class Trainer(ABC):
 class SGDTrainer(Trainer):
     """fedmist's built-in loop: momentum SGD (0.9), reshuffled every epoch, cross-entropy, FedProx's proximal
     term when ``config.mu > 0``; evaluation is accuracy and mean cross-entropy (see
-    :mod:`fedmist.worker.local_train`)."""
+    :mod:`fedmist.models.local_train`)."""
 
     def train(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, config: LocalConfig,
               cancel: threading.Event) -> LocalResult:

@@ -52,7 +52,7 @@ def _clean_bits(pretrained: Path, images: np.ndarray) -> np.ndarray:
     from fedmist.models.parts import build_job_model, split_parts
     from fedmist.models.weights import load_weights
     from fedmist.privacy.channel import unpack_bits
-    from fedmist.worker.extract import channel_features
+    from fedmist.models.extract import channel_features
 
     model = build_job_model("lenet5", num_classes=10)
     model.load_state_dict(load_weights(pretrained))

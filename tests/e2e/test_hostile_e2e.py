@@ -26,7 +26,7 @@ import pytest
 from e2e_helpers import REPO
 from fedmist.transport import ws
 from fedmist.wire.envelope import Envelope
-from fedmist.worker import protocol as msg
+from fedmist.wire import messages as msg
 
 pytestmark = pytest.mark.e2e
 

@@ -79,7 +79,7 @@ def test_dead_worker_fails_the_job_naming_it_and_keeps_stored_features(small_fmn
 
     import numpy as np
 
-    from fedmist.worker.feature_store import WorkerStore, read_manifest
+    from fedmist.worker.mistnet.feature_store import WorkerStore, read_manifest
 
     data = dict(small_fmnist)
     broken = tmp_path / "data"

@@ -2,7 +2,7 @@
 learns each edge's epsilon from its stream, debiases per edge and reports per-edge figures next to the floor.
 
 The run needs the trainer side of the rule (each edge applies the stricter of its own epsilon and the job's), which
-lives in mistnet_trainer.py (the "edge" branch); without it every edge sends the floor."""
+lives in worker/mistnet/trainer.py (the "edge" branch); without it every edge sends the floor."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ def test_ws_carrier_refuses_an_object_announcement_and_s3_refuses_inline_bodies(
 def test_the_aggregator_removes_payload_objects_unless_keep_payloads() -> None:
     from types import SimpleNamespace
 
-    from fedmist.worker.rounds_aggregator import _cleanup
+    from fedmist.worker.rounds.aggregator import _cleanup
 
     class CountingCarrier(WsCarrier):
         calls = 0

@@ -12,7 +12,7 @@ from fedmist.models.lenet import lenet5
 from fedmist.transport.base import Channel
 from fedmist.transport.payload import PayloadAssembler, drain_payload, recv_payload, send_payload
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
-from fedmist.worker.weights_codec import encode_weights, raw_parameter_bytes
+from fedmist.wire.arrays import encode_weights, raw_parameter_bytes
 
 
 class QueueChannel(Channel):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from fedmist.worker.context import WorkerContext
-from fedmist.worker.detect_trainer import run_detect_trainer
+from fedmist.worker.detect.trainer import run_detect_trainer
 from fedmist.worker.errors import ConfigurationError
-from fedmist.worker.mistnet_trainer import run_mistnet_trainer
+from fedmist.worker.mistnet.trainer import run_mistnet_trainer
 
 
 def _ctx(tmp_path: Path, **env: str) -> WorkerContext:

@@ -1,6 +1,6 @@
 """The edge channel as the attacker meets it: victims' uploads, and fresh channel noise for training attacks.
 
-Victims' uploads come from :func:`fedmist.worker.extract.extract_bits`, the very code an edge runs
+Victims' uploads come from :func:`fedmist.models.extract.extract_bits`, the very code an edge runs
 (binarize + randomized response + packing). The attacker's auxiliary data goes through the same
 :func:`fedmist.privacy.channel.randomized_response` with fresh randomness at every training step, so a
 decoder learns the channel's noise distribution rather than one fixed draw of it.
@@ -14,7 +14,7 @@ from torch import nn
 
 from fedmist.data.tensors import images_to_tensor
 from fedmist.privacy.channel import randomized_response, unpack_bits
-from fedmist.worker.extract import channel_features, extract_bits, feature_shape_of
+from fedmist.models.extract import channel_features, extract_bits, feature_shape_of
 
 
 def feature_shape(edge: nn.Module, images: np.ndarray) -> tuple[int, ...]:

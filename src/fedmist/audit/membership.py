@@ -15,8 +15,8 @@ from torch import nn
 
 from fedmist.audit.metrics import roc_auc
 from fedmist.privacy.channel import bit_lookup_table, unpack_with_table
-from fedmist.worker.cloud_train import input_values
-from fedmist.worker.extract import channel_features
+from fedmist.models.cloud_train import input_values
+from fedmist.models.extract import channel_features
 
 
 def per_sample_loss(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmist.worker.cloud_train import input_values
+from fedmist.models.cloud_train import input_values
 
 
 def class_means(images: torch.Tensor, labels: np.ndarray | torch.Tensor, num_classes: int) -> torch.Tensor:

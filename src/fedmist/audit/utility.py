@@ -1,8 +1,8 @@
 """The job's own accuracy at each epsilon: an in-process run of the cloud training the aggregator does.
 
-Same code as a real job (:func:`fedmist.worker.cloud_train.train_cloud` / ``evaluate_cloud``) on the same
-inputs: every edge image through :func:`fedmist.worker.extract.extract_bits` at ``eps`` (labels through
-k-ary randomized response when ``label_epsilon`` is set, as :mod:`fedmist.worker.mistnet_trainer` does),
+Same code as a real job (:func:`fedmist.models.cloud_train.train_cloud` / ``evaluate_cloud``) on the same
+inputs: every edge image through :func:`fedmist.models.extract.extract_bits` at ``eps`` (labels through
+k-ary randomized response when ``label_epsilon`` is set, as :mod:`fedmist.worker.mistnet.trainer` does),
 the cloud part initialised from the pretrained weights, evaluated on the test set through the clean bit
 channel. Only the transport is skipped, which does not change what is learned.
 """
@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from fedmist.privacy.channel import label_randomized_response
-from fedmist.worker.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
-from fedmist.worker.extract import channel_features, extract_bits
+from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
+from fedmist.models.extract import channel_features, extract_bits
 
 
 @dataclass

@@ -41,10 +41,10 @@ PRELOAD = (
     "torch.nn.functional",
     "numpy",
     "fedmist.worker.main",
-    "fedmist.worker.mistnet_aggregator",
-    "fedmist.worker.mistnet_trainer",
-    "fedmist.worker.rounds_aggregator",
-    "fedmist.worker.rounds_trainer",
+    "fedmist.worker.mistnet.aggregator",
+    "fedmist.worker.mistnet.trainer",
+    "fedmist.worker.rounds.aggregator",
+    "fedmist.worker.rounds.trainer",
 )
 ROLES = {"aggregate": "aggregator", "train": "trainer"}  # argv[1] -> run_worker's role, as `fedmist worker` maps it
 MAX_REQUEST_BYTES = 4 << 20  # an env and an argv; anything bigger is not from the launcher

@@ -33,8 +33,8 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
     from fedmist.data.coco import DetectionDataset, read_class_names
     from fedmist.models.weights import save_weights
     from fedmist.models.yolo import build_yolo, yaml_name
-    from fedmist.worker.detect_cloud_train import _lr_at, detection_loss
-    from fedmist.worker.detect_extract import images_to_float
+    from fedmist.models.detect_cloud_train import _lr_at, detection_loss
+    from fedmist.models.detect_extract import images_to_float
 
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(seed)

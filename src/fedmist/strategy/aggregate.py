@@ -40,7 +40,7 @@ def check_layout(layout: Layout, reference: Weights, who: str) -> None:
     """Raise ``ValueError`` naming ``who`` when ``layout`` differs from ``reference`` in keys, shapes or kind.
 
     The one rule for both aggregation paths: a whole update (:func:`check_compatible`) and a streamed one,
-    judged from its safetensors header before any value is folded (``fedmist.worker.update_stream``).
+    judged from its safetensors header before any value is folded (``fedmist.worker.rounds.update_stream``).
     """
     missing = [k for k in reference if k not in layout]
     unexpected = [k for k in layout if k not in reference]

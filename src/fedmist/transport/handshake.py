@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 CHALLENGE = "challenge"  # aggregator -> trainer: its nonce
 AUTH = "auth"            # trainer -> aggregator: its role and nonce, and the proof that it holds the token
 WELCOME = "welcome"      # aggregator -> trainer: the proof that the aggregator holds it too
-ERROR = "error"          # the aggregator's refusal (same type as worker.protocol.ERROR)
+ERROR = "error"          # the aggregator's refusal (same type as wire.messages.ERROR)
 AGGREGATOR = "aggregator"
 
 _NONCE_BYTES = 32

@@ -13,7 +13,7 @@ from fedmist.transport import handshake
 from fedmist.transport.base import Channel, DeadlineExceeded, TransportError
 from fedmist.transport.gate import ConnectionGate
 from fedmist.wire.envelope import Envelope, ProtocolError
-from fedmist.worker import protocol as msg
+from fedmist.wire import messages as msg
 
 log = logging.getLogger("fedmist.aggregator")
 

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from fedmist.atomic import write_atomic
-from fedmist.worker.weights_codec import write_weights
+from fedmist.wire.arrays import write_weights
 
 log = logging.getLogger("fedmist.checkpoint")
 

@@ -26,32 +26,32 @@ def _runners() -> dict[tuple[str, str], Callable[[], Runner]]:
     """(role, family) -> a loader of the runtime, imported lazily so a bad env fails before torch loads."""
 
     def mistnet_aggregator() -> Runner:
-        from fedmist.worker.mistnet_aggregator import run_mistnet_aggregator
+        from fedmist.worker.mistnet.aggregator import run_mistnet_aggregator
 
         return run_mistnet_aggregator
 
     def mistnet_trainer() -> Runner:
-        from fedmist.worker.mistnet_trainer import run_mistnet_trainer
+        from fedmist.worker.mistnet.trainer import run_mistnet_trainer
 
         return run_mistnet_trainer
 
     def rounds_aggregator() -> Runner:
-        from fedmist.worker.rounds_aggregator import run_rounds_aggregator
+        from fedmist.worker.rounds.aggregator import run_rounds_aggregator
 
         return run_rounds_aggregator
 
     def rounds_trainer() -> Runner:
-        from fedmist.worker.rounds_trainer import run_rounds_trainer
+        from fedmist.worker.rounds.trainer import run_rounds_trainer
 
         return run_rounds_trainer
 
     def detect_aggregator() -> Runner:
-        from fedmist.worker.detect_aggregator import run_detect_aggregator
+        from fedmist.worker.detect.aggregator import run_detect_aggregator
 
         return run_detect_aggregator
 
     def detect_trainer() -> Runner:
-        from fedmist.worker.detect_trainer import run_detect_trainer
+        from fedmist.worker.detect.trainer import run_detect_trainer
 
         return run_detect_trainer
 
@@ -78,7 +78,7 @@ def run_worker(role: str, args: list[str] | None = None) -> int:
         log.info("container args %s recorded (fedmist workers take their settings from the env)", args)
     family = family_of(ctx.params.aggregation_algorithm or "")
     if family == "mistnet":  # classification or detection: decided from the model / data the worker holds
-        from fedmist.worker.detect_kind import mistnet_family
+        from fedmist.worker.detect.kind import mistnet_family
 
         family = mistnet_family(ctx)
     key = (role, family)

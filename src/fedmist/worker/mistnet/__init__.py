@@ -1,0 +1,1 @@
+"""The MistNet runtime: edges upload noisy feature records once, the cloud trains on them (DESIGN section 5)."""
