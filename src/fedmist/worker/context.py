@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedmist.spec.params import JobParams, parse_params
+from fedmist.spec.params import DEFAULT_AGG_PORT, JobParams, parse_params
 from fedmist.transport.security import Security
-
-DEFAULT_AGG_PORT = 7363
 
 log = logging.getLogger("fedmist.worker")
 
