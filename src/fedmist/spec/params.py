@@ -65,12 +65,31 @@ _non_negative = _number(lambda x: x >= 0, "a number >= 0")
 _unit_open = _number(lambda x: 0 <= x < 1, "a number in [0, 1)")
 
 
-def _epsilon(raw: str) -> float:
+#: The one rule for every epsilon a job accepts (job parameters, the wire, ``fedmist audit --epsilons``). Why 0 is
+#: refused although the channel (privacy/channel.py) computes it: at 0 every bit is a coin flip, a job that learns
+#: nothing; "no noise" is the explicit ``inf``.
+EPSILON_RULE: Final = "must be a positive number or 'inf'"
+
+
+def parse_epsilon(text: str) -> float:
+    """An epsilon in its text form (a job parameter or the wire's field) -> float, ``inf`` allowed.
+
+    Raises ``ValueError(EPSILON_RULE)``; callers add where the text came from (a parameter, a message field).
+    """
+    raw = text.strip()
     if raw.lower() in _INFINITY:
         return math.inf
     if not _NUMBER.match(raw) or not float(raw) > 0:
-        raise ValueError("must be a positive number or 'inf'")
+        raise ValueError(EPSILON_RULE)
     return float(raw)
+
+
+def format_epsilon(epsilon: float) -> str:
+    """The one text form of an epsilon on the wire and in stores: ``inf`` or Python's shortest float repr."""
+    return "inf" if epsilon == math.inf else repr(float(epsilon))
+
+
+_epsilon = parse_epsilon
 
 
 def _boolean(raw: str) -> bool:

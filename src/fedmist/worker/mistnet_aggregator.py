@@ -199,7 +199,7 @@ def edge_epsilons(source: StoreSource, floor: float,
     found: dict[str, tuple[float, float | None]] = {}
     for name, eps, label in zip(source.workers, source.epsilons, source.label_epsilons):
         if eps:
-            found[name] = (msg.parse_epsilon(eps), msg.parse_epsilon(label) if label else None)
+            found[name] = (msg.epsilon_field(eps), msg.epsilon_field(label, "label_epsilon") if label else None)
         else:
             found[name] = (floor, label_floor)
     return found

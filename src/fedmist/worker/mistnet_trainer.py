@@ -172,8 +172,8 @@ class _RecordStream:
 
 def effective_epsilons(secrets: EdgeSecrets, task: msg.TaskMeta) -> tuple[float, float | None]:
     """The stricter of the edge's own epsilon / label_epsilon and the aggregator's (the job's floor)."""
-    job_label = msg.parse_epsilon(task.label_epsilon) if task.label_epsilon else None
-    return secrets.privacy.effective(msg.parse_epsilon(task.epsilon), job_label)  # type: ignore[return-value]
+    job_label = msg.epsilon_field(task.label_epsilon, "label_epsilon") if task.label_epsilon else None
+    return secrets.privacy.effective(msg.epsilon_field(task.epsilon), job_label)  # type: ignore[return-value]
 
 
 def begin_release(ctx: WorkerContext, secrets: EdgeSecrets, features: str, task: msg.TaskMeta, r: int,
