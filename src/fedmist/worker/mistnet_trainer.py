@@ -82,7 +82,7 @@ async def _run(ctx: WorkerContext, secrets: EdgeSecrets, images: np.ndarray | to
     fruitless, best = 0, -1
     while True:
         try:
-            channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0,
+            channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout,
                                                security=ctx.security())
         except TransportError as exc:
             raise JobFailure(str(exc)) from None
