@@ -15,6 +15,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from fedmist.imports import is_import_path
 from fedmist.spec.errors import ParamError
 
 DEFAULT_AGG_PORT: Final = 7363
@@ -44,7 +45,6 @@ MISTNET_NEEDS_EPSILON: Final = ("required for aggregation_algorithm=mistnet; "
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][\w.\-]*$")
 _LAYER_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _INFINITY = frozenset({"inf", "+inf", "infinity", "+infinity"})
@@ -102,6 +102,11 @@ def format_epsilon(epsilon: float) -> str:
 _epsilon = parse_epsilon
 
 
+def _import_path(raw: str) -> bool:
+    """``package.module:name`` by fedmist.imports' one grammar; no ``?options`` (those are for loaders only)."""
+    return "?" not in raw and is_import_path(raw)
+
+
 def _boolean(raw: str) -> bool:
     try:
         return _BOOLS[raw.lower()]
@@ -112,13 +117,13 @@ def _boolean(raw: str) -> bool:
 def _algorithm(raw: str) -> str:
     if raw.lower() in KNOWN_ALGORITHMS:
         return raw.lower()
-    if _IMPORT_PATH.match(raw):
+    if _import_path(raw):
         return raw
     raise ValueError(f"must be one of {', '.join(KNOWN_ALGORITHMS)}, or an import path 'package.module:Name'")
 
 
 def _model(raw: str) -> str:
-    if _MODEL_NAME.match(raw) or _IMPORT_PATH.match(raw):
+    if _MODEL_NAME.match(raw) or _import_path(raw):
         return raw
     raise ValueError("must be a model name (e.g. lenet5, yolov5s) or an import path 'package.module:factory'")
 
@@ -132,7 +137,7 @@ def _cut_layer(raw: str) -> int | str:
 
 
 def _trainer(raw: str) -> str:
-    if raw.lower() in BUILTIN_TRAINERS or _IMPORT_PATH.match(raw):
+    if raw.lower() in BUILTIN_TRAINERS or _import_path(raw):
         return raw
     raise ValueError(f"must be {' or '.join(BUILTIN_TRAINERS)}, or an import path 'package.module:Class' "
                      f"(a subclass of fedmist.training.Trainer)")
