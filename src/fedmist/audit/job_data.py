@@ -8,7 +8,6 @@ the layout ``fedmist data split`` writes), unless the caller names it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def load_audit_data(job: ResolvedJob, public: str | None = None) -> AuditData:
     test_images, test_labels = load_dataset(params.test_dataset_url, "idx")
     return AuditData(
         model_name=params.model, edge=edge.eval(), cloud=cloud, cut=cut,
-        job_epsilon=params.epsilon if params.epsilon is not None else math.inf,
+        job_epsilon=params.epsilon,  # never None: parse_params refuses a MistNet job without one
         label_epsilon=params.label_epsilon, epochs=params.epochs, batch_size=params.batch_size,
         learning_rate=params.learning_rate, debias=params.debias,
         aux_images=aux_images, aux_labels=np.asarray(aux_labels, dtype=np.int64),
