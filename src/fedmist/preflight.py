@@ -20,8 +20,7 @@ from fedmist.imports import import_callable, is_import_path, search_path
 from fedmist.spec.errors import ManifestError
 from fedmist.spec.job import CONTAINER_ENV, JOB_KIND, ResolvedJob, WorkerSpec
 from fedmist.spec.manifests import PYTHON_FORMAT
-
-DEFAULT_CUT_LAYER = 3  # the MistNet aggregator's default
+from fedmist.spec.params import DEFAULT_CUT_LAYER
 
 
 def check_job(job: ResolvedJob, folders: Iterable[str | Path] = ()) -> None:
@@ -47,7 +46,7 @@ def _check_worker(job: ResolvedJob, worker: WorkerSpec) -> None:
                 raise ManifestError(job.job_file, JOB_KIND, job.name, field(name), str(exc)) from None
 
     mistnet = (params.aggregation_algorithm or "").lower() == "mistnet"
-    cut = params.cut_layer if params.cut_layer is not None else DEFAULT_CUT_LAYER
+    cut = params.cut_layer if params.cut_layer is not None else DEFAULT_CUT_LAYER["classify"]  # import-path models
     if worker.role == "aggregator" or "model" in keys:
         check("model", params.model, lambda path: _check_model(path, cut if mistnet else None))
     check("aggregation_algorithm", params.aggregation_algorithm, _check_strategy)

@@ -50,4 +50,4 @@ def test_audit_cli_writes_frontier(tmp_path: Path) -> None:
 def test_audit_cli_bad_epsilon_list_is_one_line_exit_2() -> None:
     run = fedmist("audit", "-f", str(JOB), "--epsilons", "inf,2,abc")
     assert run.returncode == 2
-    assert run.stderr == "error: --epsilons 'inf,2,abc': 'abc' is not a number or 'inf'\n"
+    assert run.stderr == "error: --epsilons 'inf,2,abc': 'abc' must be a positive number or 'inf'\n"

@@ -94,7 +94,8 @@ def test_label_accounting_exact() -> None:
 
 def test_epsilon_list_parsing() -> None:
     assert parse_epsilon_list("inf, 8,0.5") == [math.inf, 8.0, 0.5]
-    for bad, msg in (("2,abc", "'abc' is not a number"), ("1,0", "'0' must be > 0"), ("1,,2", "comma-separated"),
-                     ("2,2", "listed twice"), ("-1", "'-1' must be > 0")):
+    for bad, msg in (("2,abc", "'abc' must be a positive number or 'inf'"),
+                     ("1,0", "'0' must be a positive number or 'inf'"), ("1,,2", "comma-separated"),
+                     ("2,2", "listed twice"), ("-1", "'-1' must be a positive number or 'inf'")):
         with pytest.raises(ValueError, match=msg):
             parse_epsilon_list(bad)

@@ -87,7 +87,7 @@ def test_build_model_by_name_and_import_path() -> None:
     ("name", "pattern"),
     [
         ("resnet99", "unknown model 'resnet99'.*lenet5"),
-        ("no_such_pkg.models:net", "cannot import model module 'no_such_pkg.models'"),
+        ("no_such_pkg.models:net", "model factory 'no_such_pkg.models:net': cannot import module 'no_such_pkg.models'"),
         ("fedmist.models.lenet:missing", "'fedmist.models.lenet:missing'.*no attribute"),
         ("fedmist.models.lenet:", "must look like"),
     ],

@@ -109,13 +109,13 @@ def test_import_path_builds_a_user_strategy(tmp_path: Path, monkeypatch: pytest.
     assert strategy.alpha == 0.25 and strategy.min_clients == 2  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="is not a subclass of fedmist.strategy.Strategy"):
         build_strategy("my_strategies:NotAStrategy", {})
-    with pytest.raises(ValueError, match="my_strategies has no attribute Missing"):
+    with pytest.raises(ValueError, match="module 'my_strategies' has no attribute 'Missing'"):
         build_strategy("my_strategies:Missing", {})
 
 
 @pytest.mark.parametrize(
     ("path", "message"),
-    [("no_such_pkg.mod:X", "cannot import no_such_pkg.mod"), ("fedmist.strategy:", "must look like"),
+    [("no_such_pkg.mod:X", "strategy 'no_such_pkg.mod:X': cannot import module 'no_such_pkg.mod'"), ("fedmist.strategy:", "must look like"),
      ("fedmist.strategy.base:Strategy", "is abstract")],
 )
 def test_bad_import_paths(path: str, message: str) -> None:

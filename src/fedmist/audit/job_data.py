@@ -8,7 +8,6 @@ the layout ``fedmist data split`` writes), unless the caller names it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from fedmist.models.registry import build_model
 from fedmist.models.split import resolve_cut, split_model
 from fedmist.models.weights import load_weights
 from fedmist.spec.job import ResolvedJob
+from fedmist.spec.params import DEFAULT_NUM_CLASSES, with_defaults
 
-NUM_CLASSES = 10
+NUM_CLASSES = DEFAULT_NUM_CLASSES
 
 
 @dataclass
@@ -62,26 +62,26 @@ def _public_path(job: ResolvedJob, public: str | None) -> Path:
 
 def load_audit_data(job: ResolvedJob, public: str | None = None) -> AuditData:
     """Load the pretrained model and all datasets of a MistNet job (one-line ValueErrors on bad input)."""
-    params = job.params_for(job.aggregator)
+    params = with_defaults(job.params_for(job.aggregator), "classify", len(job.trainers))
     if params.aggregation_algorithm != "mistnet":
         raise ValueError(f"fedmist audit attacks MistNet uploads; job {job.name} uses {params.aggregation_algorithm}")
     if not job.pretrained_model_url:
         raise ValueError(f"job {job.name} has no pretrainedModel: the audit needs the edge's weights")
     if not params.test_dataset_url:
         raise ValueError(f"job {job.name} sets no TEST_DATASET_URL: the audit needs it for the job's accuracy")
-    model = build_model(params.model or "lenet5", num_classes=NUM_CLASSES)
+    model = build_model(params.model, num_classes=NUM_CLASSES)
     state = load_weights(job.pretrained_model_url)
     model.load_state_dict(state)
-    cut = resolve_cut(model, params.cut_layer if params.cut_layer is not None else 3)
+    cut = resolve_cut(model, params.cut_layer)
     edge, cloud = split_model(model, cut)
     parts = [load_dataset(t.dataset_url or "", t.dataset_format or "idx") for t in job.trainers]
     aux_images, aux_labels = load_dataset(str(_public_path(job, public)), "idx")
     test_images, test_labels = load_dataset(params.test_dataset_url, "idx")
     return AuditData(
-        model_name=params.model or "lenet5", edge=edge.eval(), cloud=cloud, cut=cut,
-        job_epsilon=params.epsilon if params.epsilon is not None else math.inf,
-        label_epsilon=params.label_epsilon, epochs=params.epochs or 10, batch_size=params.batch_size or 64,
-        learning_rate=params.learning_rate or 0.05, debias=params.debias if params.debias is not None else True,
+        model_name=params.model, edge=edge.eval(), cloud=cloud, cut=cut,
+        job_epsilon=params.epsilon,  # never None: parse_params refuses a MistNet job without one
+        label_epsilon=params.label_epsilon, epochs=params.epochs, batch_size=params.batch_size,
+        learning_rate=params.learning_rate, debias=params.debias,
         aux_images=aux_images, aux_labels=np.asarray(aux_labels, dtype=np.int64),
         edge_images=np.concatenate([p[0] for p in parts]),
         edge_labels=np.concatenate([np.asarray(p[1], dtype=np.int64) for p in parts]),

@@ -4,12 +4,12 @@ when it runs; the attacks themselves are the :mod:`fedmist.audit` package)."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
 from fedmist.cli.common import Subparsers, add_command, add_job_args, load_job, quiet_openmp
+from fedmist.spec.params import parse_epsilon
 
 DEFAULT_EPSILONS = "inf,8,4,2,1,0.5"
 
@@ -22,12 +22,9 @@ def parse_epsilon_list(text: str) -> list[float]:
     out: list[float] = []
     for item in items:
         try:
-            eps = math.inf if item.lower() in ("inf", "infinity") else float(item)
-        except ValueError:
-            raise ValueError(f"--epsilons {text!r}: {item!r} is not a number or 'inf'") from None
-        if math.isnan(eps) or eps <= 0:
-            raise ValueError(f"--epsilons {text!r}: {item!r} must be > 0 or inf")
-        out.append(eps)
+            out.append(parse_epsilon(item))  # the job's one rule (spec/params.py)
+        except ValueError as exc:
+            raise ValueError(f"--epsilons {text!r}: {item!r} {exc}") from None
     if len(set(out)) != len(out):
         raise ValueError(f"--epsilons {text!r}: an epsilon is listed twice")
     return out

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fedmist.cli.common import Subparsers, add_command, print_epoch, quiet_openmp
+from fedmist.spec.params import DEFAULT_CUT_LAYER
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def cmd_pretrain_yolo(args: argparse.Namespace) -> int:
 
     summary = pretrain_yolo(args.data, args.out, model=args.model, epochs=args.epochs, imgsz=args.imgsz,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-                            cut_layer=args.cut_layer, on_epoch=print_epoch(args.epochs))
+                            cut_layer=args.cut_layer or None, on_epoch=print_epoch(args.epochs))
     print(f"wrote {args.out} ({summary['images']} images, {args.epochs} epochs, {summary['seconds']:.1f} s)")
     return 0
 
@@ -66,7 +67,7 @@ def add_commands(sub: Subparsers) -> None:
     pre.add_argument("--out", required=True, help="output .pth (or .safetensors) file")
     pre.add_argument("--model", default="lenet5", help="built-in name or import path 'package.module:factory'")
     pre.add_argument("--epochs", type=int, default=15, help="passes over the public data")
-    pre.add_argument("--cut-layer", type=_cut_layer_arg, default=3,
+    pre.add_argument("--cut-layer", type=_cut_layer_arg, default=DEFAULT_CUT_LAYER["classify"],
                      help="train the edge features to be informative as noisy bits at this cut, an index or a "
                           "layer name (0: plain)")
     pre.add_argument("--channel-epsilon", type=float, default=1.0,
@@ -84,7 +85,7 @@ def add_commands(sub: Subparsers) -> None:
     yolo.add_argument("--imgsz", type=int, default=320, help="training image size in pixels")
     yolo.add_argument("--batch-size", type=int, default=16, help="images per step")
     yolo.add_argument("--lr", type=float, default=0.002, help="learning rate")
-    yolo.add_argument("--cut-layer", type=int, default=4,
+    yolo.add_argument("--cut-layer", type=int, default=DEFAULT_CUT_LAYER["detect"],
                       help="binarize the features at this cut while pretraining (channel-aware; 0: plain)")
     yolo.add_argument("--seed", type=int, default=0, help="random seed")
     yolo.add_argument("--threads", type=int, default=2, help="torch threads")

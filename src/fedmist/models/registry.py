@@ -6,11 +6,11 @@ Built-in names live in a dict (no string if/elif dispatch); anything containing 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from torch import nn
 
+from fedmist.imports import import_callable
 from fedmist.models.lenet import lenet5
 
 ModelFactory = Callable[..., nn.Module]
@@ -22,22 +22,9 @@ def builtin_models() -> dict[str, ModelFactory]:
 
 
 def _import_factory(path: str) -> ModelFactory:
-    """Resolve ``package.module:factory`` (the attribute may be dotted, e.g. ``mod:Class.build``)."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"model import path {path!r} must look like 'package.module:factory'")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import model module {module_name!r} from {path!r}: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"model import path {path!r}: {module_name!r} has no attribute {attr!r}") from None
-    if not callable(obj):
-        raise ValueError(f"model import path {path!r} does not name a callable factory")
-    return obj  # type: ignore[return-value]
+    """Resolve ``package.module:factory`` through fedmist.imports, the one import-path resolver, so a model
+    fails the way every other kind of user code does."""
+    return import_callable(path, "model factory")
 
 
 def build_model(name: str, **kwargs: object) -> nn.Module:

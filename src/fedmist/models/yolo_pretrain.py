@@ -21,10 +21,10 @@ from fedmist.atomic import write_json_atomic
 
 def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.yaml", epochs: int = 10,
                   imgsz: int = 320, batch_size: int = 16, lr: float = 0.002, seed: int = 0, threads: int = 2,
-                  cut_layer: int = 0, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+                  cut_layer: int | None = None, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train ``model`` from scratch on the train split of ``data``; write ``out`` and ``out.json``.
 
-    With ``cut_layer`` > 0 the pretraining is channel-aware: the edge output is binarized at the cut (with a
+    With a ``cut_layer`` (None: no cut) the pretraining is channel-aware: the edge output is binarized at the cut (with a
     straight-through gradient), so the cloud layers start out reading bits, as they will in the MistNet job.
     """
     from fedmist.models.yolo_env import prepare_ultralytics
@@ -50,7 +50,7 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
     net = build_yolo(arch, nc)
     criterion = detection_loss(net)
     forward = net
-    if cut_layer:
+    if cut_layer is not None:
         from fedmist.models.yolo_split import split_detection_model
 
         edge, cloud = split_detection_model(net, cut_layer)

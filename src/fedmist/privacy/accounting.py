@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from fedmist.privacy.channel import keep_probability, label_keep_probability
+from fedmist.privacy.channel import _check_eps, keep_probability, label_keep_probability
 
 
 def binary_entropy(p: float) -> float:
@@ -25,14 +25,14 @@ def _json_number(x: float) -> float | str:
 
 
 def parse_epsilon(value: float | int | str) -> float:
-    """Read an epsilon written by humans or by this module ("inf", "Infinity", 2, "0.5")."""
+    """Read back an epsilon of a report ("inf", "Infinity", 2, "0.5"). Why not spec/params.py's rule: figures
+    describe the channel, which is defined at 0 too (privacy/channel.py's rule); what a job accepts is decided
+    once, when its parameters are parsed."""
     try:
         eps = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"epsilon must be a number or 'inf', got {value!r}") from None
-    if math.isnan(eps) or eps < 0:
-        raise ValueError(f"epsilon must be >= 0 or inf, got {value!r}")
-    return eps
+    return _check_eps(eps)
 
 
 def label_capacity(k: int, label_epsilon: float) -> float:

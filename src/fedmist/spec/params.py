@@ -15,6 +15,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from fedmist.imports import is_import_path
 from fedmist.spec.errors import ParamError
 
 DEFAULT_AGG_PORT: Final = 7363
@@ -29,12 +30,21 @@ INJECTED_ENV_NAMES: Final = (
 KNOWN_ALGORITHMS: Final = ("mistnet", "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
                            "trimmedmean", "krum", "multikrum")
 BUILTIN_TRAINERS: Final = ("sgd",)  # fedmist.training.TRAINERS, named here without importing torch
+#: What the job's model does; decides the MistNet runtime and its defaults (worker/detect_kind.py tells which).
+TASKS: Final = ("classify", "detect")
+DEFAULT_MODEL: Final = "lenet5"
+DEFAULT_NUM_CLASSES: Final = 10
+#: One default cut per kind of model: LeNet-5 after its first conv block, YOLOv5 after module 3 (the seed's job).
+#: "No cut" has one representation, ``None`` (FedAvg-family jobs, and pretraining without the bit channel).
+DEFAULT_CUT_LAYER: Final = {"classify": 3, "detect": 4}
+#: A FedAvg-family trainer's round settings when neither its own env nor the round's config sets them (issue 3's
+#: benchmark). Not filled into the trainer's params: the aggregator's round config must be able to win.
+LOCAL_TRAINING_DEFAULTS: Final = {"epochs": 1, "batch_size": 32, "learning_rate": 0.01}
 MISTNET_NEEDS_EPSILON: Final = ("required for aggregation_algorithm=mistnet; "
                                 "use epsilon: inf to disable noise explicitly")
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][\w.\-]*$")
 _LAYER_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _INFINITY = frozenset({"inf", "+inf", "infinity", "+infinity"})
@@ -65,12 +75,36 @@ _non_negative = _number(lambda x: x >= 0, "a number >= 0")
 _unit_open = _number(lambda x: 0 <= x < 1, "a number in [0, 1)")
 
 
-def _epsilon(raw: str) -> float:
+#: The one rule for every epsilon a job accepts (job parameters, the wire, ``fedmist audit --epsilons``). Why 0 is
+#: refused although the channel (privacy/channel.py) computes it: at 0 every bit is a coin flip, a job that learns
+#: nothing; "no noise" is the explicit ``inf``.
+EPSILON_RULE: Final = "must be a positive number or 'inf'"
+
+
+def parse_epsilon(text: str) -> float:
+    """An epsilon in its text form (a job parameter or the wire's field) -> float, ``inf`` allowed.
+
+    Raises ``ValueError(EPSILON_RULE)``; callers add where the text came from (a parameter, a message field).
+    """
+    raw = text.strip()
     if raw.lower() in _INFINITY:
         return math.inf
     if not _NUMBER.match(raw) or not float(raw) > 0:
-        raise ValueError("must be a positive number or 'inf'")
+        raise ValueError(EPSILON_RULE)
     return float(raw)
+
+
+def format_epsilon(epsilon: float) -> str:
+    """The one text form of an epsilon on the wire and in stores: ``inf`` or Python's shortest float repr."""
+    return "inf" if epsilon == math.inf else repr(float(epsilon))
+
+
+_epsilon = parse_epsilon
+
+
+def _import_path(raw: str) -> bool:
+    """``package.module:name`` by fedmist.imports' one grammar; no ``?options`` (those are for loaders only)."""
+    return "?" not in raw and is_import_path(raw)
 
 
 def _boolean(raw: str) -> bool:
@@ -83,13 +117,13 @@ def _boolean(raw: str) -> bool:
 def _algorithm(raw: str) -> str:
     if raw.lower() in KNOWN_ALGORITHMS:
         return raw.lower()
-    if _IMPORT_PATH.match(raw):
+    if _import_path(raw):
         return raw
     raise ValueError(f"must be one of {', '.join(KNOWN_ALGORITHMS)}, or an import path 'package.module:Name'")
 
 
 def _model(raw: str) -> str:
-    if _MODEL_NAME.match(raw) or _IMPORT_PATH.match(raw):
+    if _MODEL_NAME.match(raw) or _import_path(raw):
         return raw
     raise ValueError("must be a model name (e.g. lenet5, yolov5s) or an import path 'package.module:factory'")
 
@@ -103,7 +137,7 @@ def _cut_layer(raw: str) -> int | str:
 
 
 def _trainer(raw: str) -> str:
-    if raw.lower() in BUILTIN_TRAINERS or _IMPORT_PATH.match(raw):
+    if raw.lower() in BUILTIN_TRAINERS or _import_path(raw):
         return raw
     raise ValueError(f"must be {' or '.join(BUILTIN_TRAINERS)}, or an import path 'package.module:Class' "
                      f"(a subclass of fedmist.training.Trainer)")
@@ -226,3 +260,45 @@ def parse_params(env: Mapping[str, str], where: str = "<env>", role: str = "aggr
     if values.get("aggregation_algorithm") == "mistnet" and "epsilon" not in values:
         raise ParamError(where, None, None, "epsilon", MISTNET_NEEDS_EPSILON)
     return JobParams(role=role, extra=extra, **values)
+
+
+# (runtime family, role, task) -> the defaults of the parameters that runtime reads. Why one table: each default is
+# written once, here, and the runtimes read plain values (no ``or 32`` scattered over worker/). Parameters a
+# runtime reads as "unset" on purpose stay None: a MistNet edge's epochs/learning_rate (it notes them as
+# ignored), a FedAvg trainer's epochs/batch_size/learning_rate/trainer (the round's config wins over a default).
+_CLASSIFY_CLOUD: Final[dict[str, object]] = {
+    "model": DEFAULT_MODEL, "num_classes": DEFAULT_NUM_CLASSES, "cut_layer": DEFAULT_CUT_LAYER["classify"],
+    "batch_size": 64, "epochs": 10, "learning_rate": 0.05, "round_timeout": 1800.0, "debias": True, "seed": 0}
+_DETECT_CLOUD: Final[dict[str, object]] = {
+    "cut_layer": DEFAULT_CUT_LAYER["detect"], "imgsz": 640, "batch_size": 32, "epochs": 10, "learning_rate": 0.001,
+    "round_timeout": 1800.0, "debias": True, "seed": 0}
+RUNTIME_DEFAULTS: Final[dict[tuple[str, str, str], dict[str, object]]] = {
+    ("mistnet", "aggregator", "classify"): _CLASSIFY_CLOUD,
+    ("mistnet", "aggregator", "detect"): _DETECT_CLOUD,
+    ("mistnet", "trainer", "classify"): {"round_timeout": 120.0},
+    ("mistnet", "trainer", "detect"): {"imgsz": 640, "round_timeout": 120.0},
+    ("rounds", "aggregator", "classify"): {"model": DEFAULT_MODEL, "num_classes": DEFAULT_NUM_CLASSES, "exit_round": 10,
+                                           "round_timeout": 600.0, "min_clients": 1, "seed": 0},
+    ("rounds", "trainer", "classify"): {"model": DEFAULT_MODEL, "round_timeout": 600.0, "validation_split": 0.0,
+                                        "seed": 0},
+}
+
+
+def runtime_family(algorithm: str) -> str:
+    """MistNet has its own runtime; every other algorithm is a strategy of the round engine."""
+    return "mistnet" if algorithm.strip().lower() == "mistnet" else "rounds"
+
+
+def with_defaults(params: JobParams, task: str = "classify", participants: int = 1) -> JobParams:
+    """``params`` with every unset parameter its runtime reads filled from ``RUNTIME_DEFAULTS``: what a worker's
+    runtime receives (worker/context.py), so no runtime carries a default of its own. ``task`` is the model's
+    (``TASKS``; FedAvg-family jobs are always "classify"); ``participants`` is a MistNet cloud's ``min_clients``
+    default (it waits for every edge unless told otherwise). Values the job set are kept as given."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    family = runtime_family(params.aggregation_algorithm)
+    defaults = dict(RUNTIME_DEFAULTS[(family, params.role, "classify" if family == "rounds" else task)])
+    if family == "mistnet" and params.role == "aggregator":
+        defaults["min_clients"] = participants
+    unset = {name: value for name, value in defaults.items() if getattr(params, name) is None}
+    return params.model_copy(update=unset) if unset else params

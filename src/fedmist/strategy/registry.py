@@ -6,11 +6,11 @@ user's own strategy needs no fork and no registration: it is named by import pat
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from fedmist.imports import import_object
 from fedmist.strategy.base import Strategy
 from fedmist.strategy.fedavg import FedAvg, FedProx
 from fedmist.strategy.fedopt import FedAdagrad, FedAdam, FedYogi
@@ -33,19 +33,9 @@ STRATEGIES: Mapping[str, type[Strategy]] = MappingProxyType(
 
 
 def import_strategy(path: str) -> type[Strategy]:
-    """Import ``package.module:ClassName`` and check that it is a concrete :class:`Strategy` subclass."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"strategy import path {path!r} must look like package.module:ClassName")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"strategy {path!r}: cannot import {module_name}: {exc}") from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"strategy {path!r}: {module_name} has no attribute {attr}")
-        target = getattr(target, part)
+    """Import ``package.module:ClassName`` (fedmist.imports, the one import-path resolver) and check that it is a
+    concrete :class:`Strategy` subclass."""
+    target: Any = import_object(path, "strategy")
     if not (isinstance(target, type) and issubclass(target, Strategy)):
         raise ValueError(f"strategy {path!r} is not a subclass of fedmist.strategy.Strategy")
     if getattr(target, "__abstractmethods__", None):

@@ -10,7 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fedmist.spec.params import format_epsilon, parse_epsilon
 from fedmist.wire.envelope import Envelope, ProtocolError
+
+__all__ = ["epsilon_field", "format_epsilon"]  # format_epsilon: spec/params.py's, the wire's one text form
 
 HELLO = "hello"          # trainer -> aggregator, after the handshake: who I am, how much data I hold
 TASK = "task"            # aggregator -> trainer: what to do; body = edge weights (safetensors)
@@ -138,15 +141,10 @@ def parse_meta(envelope: Envelope, *expected: str) -> Any:
         raise ProtocolError(f"'{envelope.type}' meta.{where}: {first['msg']}") from None
 
 
-def format_epsilon(epsilon: float) -> str:
-    return "inf" if epsilon == float("inf") else repr(float(epsilon))
-
-
-def parse_epsilon(text: str) -> float:
+def epsilon_field(text: str, what: str = "epsilon") -> float:
+    """An epsilon field of a message read by the job's one rule (spec/params.py ``parse_epsilon``); a
+    ``ProtocolError`` naming the field and its text, because a peer sent it."""
     try:
-        value = float(text)
-    except ValueError:
-        raise ProtocolError(f"epsilon {text!r} is not a number") from None
-    if not value > 0:
-        raise ProtocolError(f"epsilon {text!r} must be positive")
-    return value
+        return parse_epsilon(text)
+    except ValueError as exc:
+        raise ProtocolError(f"{what} {text!r} {exc}") from None

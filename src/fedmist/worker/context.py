@@ -10,13 +10,11 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fedmist.spec.params import JobParams, parse_params
+from fedmist.spec.params import DEFAULT_AGG_PORT, JobParams, parse_params, runtime_family, with_defaults
 from fedmist.transport.security import Security
-
-DEFAULT_AGG_PORT = 7363
 
 log = logging.getLogger("fedmist.worker")
 
@@ -129,7 +127,7 @@ class WorkerContext:
         worker = env.get("WORKER_NAME") or ("aggregator" if role == "aggregator" else "trainer")
         params = parse_params(env, where="<env>", role=role)
         state_default = Path("fedmist-state") / job / worker
-        return cls(
+        ctx = cls(
             role=role,
             job=job,
             namespace=env.get("NAMESPACE", "default"),
@@ -158,6 +156,17 @@ class WorkerContext:
             access_key_id=env.get("ACCESS_KEY_ID", ""),
             secret_access_key=env.get("SECRET_ACCESS_KEY", ""),
         )
+        return replace(ctx, params=with_defaults(params, _task(ctx), ctx.participants))
+
+
+def _task(ctx: WorkerContext) -> str:
+    """The model's task, which picks a MistNet runtime's defaults: read from what the worker holds when the job
+    names no model (worker/detect_kind.py). FedAvg-family jobs classify."""
+    if runtime_family(ctx.params.aggregation_algorithm) != "mistnet":
+        return "classify"
+    from fedmist.worker.detect.kind import is_detection  # detect_kind imports this module
+
+    return "detect" if is_detection(ctx) else "classify"
 
 
 def _loopback(host: str) -> bool:

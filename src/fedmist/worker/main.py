@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fedmist.spec.errors import ManifestError
+from fedmist.spec.params import runtime_family
 from fedmist.worker.context import ContextError, WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.report import record_failure
@@ -61,8 +62,9 @@ def _runners() -> dict[tuple[str, str], Callable[[], Runner]]:
 
 
 def family_of(algorithm: str) -> str:
-    """MistNet has its own runtime; every other algorithm is a strategy of the round engine."""
-    return "mistnet" if algorithm.strip().lower() == "mistnet" else "rounds"
+    """MistNet has its own runtime; every other algorithm is a strategy of the round engine (spec/params.py
+    decides, as it picks the runtime's defaults)."""
+    return runtime_family(algorithm)
 
 
 def run_worker(role: str, args: list[str] | None = None) -> int:

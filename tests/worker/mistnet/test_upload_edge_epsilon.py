@@ -112,7 +112,7 @@ def test_label_noise_looser_than_the_floor_and_malformed_values_are_refused(tmp_
         "labels sent in clear, looser than the job's label_epsilon floor 1.0",
         "label_epsilon 5 is looser than the job's floor 1.0; an edge applies the stricter of its own label_epsilon "
         "and the job's",
-        "epsilon 'abc' is not a number or 'inf'",
+        "epsilon 'abc' must be a positive number or 'inf'",
         "epsilon '-1' must be a positive number or 'inf'",
         "epsilon 'nan' must be a positive number or 'inf'",
         "label_epsilon '0' must be a positive number or 'inf'",

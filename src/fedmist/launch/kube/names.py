@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from fedmist.spec.naming import DNS_LABEL_MAX, dns_label
+from fedmist.spec.params import DEFAULT_AGG_PORT
 
 GROUP: Final = "sedna.io"
 VERSION: Final = "v1alpha1"
@@ -29,7 +30,7 @@ ANNOTATION_BACKOFF_LIMIT: Final = "fedmist.io/backoff-limit"
 WORKER_TYPES: Final = {"aggregator": "aggregation", "trainer": "train"}
 WORKER_COMMANDS: Final = {"aggregator": "aggregate", "trainer": "train"}
 
-AGG_PORT: Final = 7363
+AGG_PORT: Final = DEFAULT_AGG_PORT  # one port constant: spec/params.py
 AGG_PORT_NAME: Final = "tcp-0"
 STATUS_PORT: Final = 7364
 STATUS_PORT_NAME: Final = "http-status"

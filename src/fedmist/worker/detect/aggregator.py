@@ -23,15 +23,12 @@ from fedmist.wire import messages as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError
 from fedmist.worker.mistnet.feature_store import open_complete_stores
-from fedmist.worker.mistnet.aggregator import (DEFAULT_UPLOAD_TIMEOUT_S, _collect, _edges_status, _s3_ready,
+from fedmist.worker.mistnet.aggregator import (_collect, _edges_status, _s3_ready,
                                                edge_epsilon_texts, edge_epsilons, job_floor)
 from fedmist.worker.report import Reporter
 from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer, task_fingerprint
 
 log = logging.getLogger("fedmist.aggregator")
-
-DEFAULT_CUT = 4
-DEFAULT_IMGSZ = 640
 
 
 def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
@@ -58,7 +55,7 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         raise ConfigurationError(f"pretrained model {ctx.pretrained_model_url}: {str(exc).splitlines()[0]}") from None
     model = weights.model
     cut = _cut(params.cut_layer, len(model.model))
-    imgsz = params.imgsz or DEFAULT_IMGSZ
+    imgsz = params.imgsz
     try:
         edge, cloud = split_detection_model(model, cut)
     except ValueError as exc:
@@ -70,7 +67,7 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     val = _validation_set(val_url, imgsz, weights.nc)
 
     transmitter = _s3_ready(ctx)
-    batch_size = max(2, params.batch_size or 32)
+    batch_size = max(2, params.batch_size)
     task = msg.TaskMeta(
         algorithm="mistnet", model=weights.cfg, cut_layer=cut, epsilon=msg.format_epsilon(epsilon),
         batch_size=batch_size, num_classes=weights.nc, chunk_records=_chunk(imgsz), imgsz=imgsz, task="detect")
@@ -84,8 +81,7 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
     server.adopt_stored()
     reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon, imgsz=imgsz, model=weights.cfg)
-    complete = asyncio.run(_collect(server, ctx, params.round_timeout or DEFAULT_UPLOAD_TIMEOUT_S,
-                                    params.min_clients or ctx.participants))
+    complete = asyncio.run(_collect(server, ctx, params.round_timeout, params.min_clients))
     reporter.update(force=True, workers=_edges_status(server), participants=complete)
 
     source = open_complete_stores(store_root, complete)
@@ -97,9 +93,9 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     train_eps = [edge_eps[name][0] for name in source.workers]
     # the box classes travel as given: the label figures are those of clear labels over the model's nc classes
     privacy = job_privacy_report(epsilon, None, edge_eps, int(np.prod(shape)), weights.nc)
-    epochs = params.epochs or 10
+    epochs = params.epochs
     reporter.update(force=True, stage="training", epoch=0, epochs=epochs, privacy=privacy, samples=len(features))
-    debias = params.debias if params.debias is not None else True
+    debias = params.debias
     val_bits = _val_bits(edge, val) if val is not None else None
     history: list[dict[str, Any]] = []
 
@@ -114,7 +110,7 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     started = time.monotonic()
     train_detection_cloud(cloud, model, features, epochs=epochs, batch_size=batch_size,
-                          lr=params.learning_rate or 0.001, epsilon=train_eps, debias=debias, seed=params.seed or 0,
+                          lr=params.learning_rate, epsilon=train_eps, debias=debias, seed=params.seed,
                           on_epoch=on_epoch)
     metrics: dict[str, Any] = {"train_s": round(time.monotonic() - started, 3), "samples": len(features),
                                "loss": history[-1]["loss"]}
@@ -138,9 +134,8 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     return metrics
 
 
-def _cut(value: int | str | None, n: int) -> int:
+def _cut(cut: int | str, n: int) -> int:
     """``cut_layer`` for detection: an index (DESIGN 5.1); layer names of ultralytics models are indices too."""
-    cut = DEFAULT_CUT if value is None else value
     if isinstance(cut, str):
         if not cut.isdigit():
             raise ConfigurationError(f"cut_layer {cut!r}: YOLO modules are named by index; use 1..{n - 1}")

@@ -51,7 +51,7 @@ def run_detect_trainer(ctx: WorkerContext) -> dict[str, Any]:
     prepare_ultralytics()
     from fedmist.data.coco import DetectionDataset
 
-    imgsz = ctx.params.imgsz or 640
+    imgsz = ctx.params.imgsz
     try:
         data = DetectionDataset.open(ctx.dataset_url, imgsz)
     except (OSError, ValueError) as exc:
@@ -70,7 +70,7 @@ def run_detect_trainer(ctx: WorkerContext) -> dict[str, Any]:
 async def _run(ctx: WorkerContext, secrets: EdgeSecrets, data, reporter: Reporter) -> dict[str, Any]:
     url = ctx.aggregator_url()
     try:
-        channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0, security=ctx.security())
+        channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout, security=ctx.security())
     except TransportError as exc:
         raise JobFailure(str(exc)) from None
     try:

@@ -35,9 +35,6 @@ from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer, task_
 
 log = logging.getLogger("fedmist.aggregator")
 
-DEFAULT_UPLOAD_TIMEOUT_S = 1800.0
-NUM_CLASSES = 10  # unless the job sets num_classes (a user model/loader with other classes)
-
 
 def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     """Run the whole cloud side; return the final metrics (raises JobFailure with a reason otherwise)."""
@@ -47,7 +44,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     reporter.update(force=True, phase="Running", stage="preparing", algorithm="mistnet")
 
     try:
-        model = build_job_model(params.model or "lenet5", num_classes=params.num_classes or NUM_CLASSES)
+        model = build_job_model(params.model, num_classes=params.num_classes)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     if not ctx.pretrained_model_url:
@@ -57,8 +54,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise ConfigurationError(f"pretrained model {ctx.pretrained_model_url}: {str(exc).splitlines()[0]}") from None
     try:
-        parts = split_parts(model, params.cut_layer if params.cut_layer is not None else 3,
-                            f"model {params.model or 'lenet5'}")
+        parts = split_parts(model, params.cut_layer, f"model {params.model}")
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     edge, cloud, cut = parts.edge, parts.cloud, parts.cut
@@ -67,9 +63,9 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
     transmitter = _s3_ready(ctx)
     task = msg.TaskMeta(
-        algorithm="mistnet", model=params.model or "lenet5", cut_layer=cut, epsilon=msg.format_epsilon(epsilon),
+        algorithm="mistnet", model=params.model, cut_layer=cut, epsilon=msg.format_epsilon(epsilon),
         label_epsilon=msg.format_epsilon(params.label_epsilon) if params.label_epsilon else "",
-        batch_size=max(2, params.batch_size or 32), num_classes=params.num_classes or NUM_CLASSES, chunk_records=1000,
+        batch_size=max(2, params.batch_size), num_classes=params.num_classes, chunk_records=1000,
     )
     edge_weights = encode_arrays({k: v.numpy() for k, v in edge.state_dict().items()})
     store_root = ctx.state_dir / "features" / task_fingerprint(task, edge_weights)[:16]
@@ -89,8 +85,8 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     server.on_change = lambda: reporter.update(stage="receiving", workers=_edges_status(server))
     server.adopt_stored()
     reporter.update(force=True, stage="receiving", cut_layer=cut, epsilon=epsilon)
-    timeout = params.round_timeout or DEFAULT_UPLOAD_TIMEOUT_S
-    min_complete = params.min_clients or ctx.participants
+    timeout = params.round_timeout
+    min_complete = params.min_clients
     # The test set's clean channel bits are computed while the edges extract and upload (torch releases the
     # GIL), instead of after: a fraction of a second off every job's critical path. On one torch thread, so
     # that on a shared machine the edges keep the cores while they extract.
@@ -109,9 +105,9 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     train_eps = [edge_eps[name][0] for name in source.workers]
     log.info("epsilon per edge (job floor %s): %s", msg.format_epsilon(epsilon),
              ", ".join(f"{name} {msg.format_epsilon(eps)}" for name, (eps, _) in edge_eps.items()))
-    reporter.update(force=True, stage="training", epoch=0, epochs=params.epochs or 10, privacy=privacy,
+    reporter.update(force=True, stage="training", epoch=0, epochs=params.epochs, privacy=privacy,
                     samples=len(source))
-    debias = params.debias if params.debias is not None else True
+    debias = params.debias
     stores = _stores_summary(store_root, complete)
     checkpoints = CheckpointStore(ctx.state_dir, spec_hash(job_spec_fields(ctx, task=server.plan.fingerprint)),
                                   "mistnet-cloud")
@@ -137,9 +133,9 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
                         resumed_from_epoch=resume.epoch)
     started = time.monotonic()
     try:
-        train_cloud(cloud, source, epochs=params.epochs or 10, batch_size=params.batch_size or 64,
-                    max_lr=params.learning_rate or 0.05, epsilon=train_eps, debias=debias,
-                    seed=params.seed or 0, on_epoch=on_epoch, resume=resume, on_epoch_end=on_epoch_end)
+        train_cloud(cloud, source, epochs=params.epochs, batch_size=params.batch_size,
+                    max_lr=params.learning_rate, epsilon=train_eps, debias=debias,
+                    seed=params.seed, on_epoch=on_epoch, resume=resume, on_epoch_end=on_epoch_end)
     except ValueError as exc:
         if resume is None:
             raise
@@ -199,7 +195,7 @@ def edge_epsilons(source: StoreSource, floor: float,
     found: dict[str, tuple[float, float | None]] = {}
     for name, eps, label in zip(source.workers, source.epsilons, source.label_epsilons):
         if eps:
-            found[name] = (msg.parse_epsilon(eps), msg.parse_epsilon(label) if label else None)
+            found[name] = (msg.epsilon_field(eps), msg.epsilon_field(label, "label_epsilon") if label else None)
         else:
             found[name] = (floor, label_floor)
     return found
@@ -277,7 +273,7 @@ def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, ep
     path = save_weights(state, ctx.model_url)
     write_json_atomic(Path(f"{path}.json"), {
         "job": ctx.job,
-        "architecture": ctx.params.model or "lenet5",
+        "architecture": ctx.params.model,
         "algorithm": "mistnet",
         "cut_layer": cut,
         "epsilon": epsilon,  # the job's floor; each edge's own is in edge_epsilons and privacy.edges

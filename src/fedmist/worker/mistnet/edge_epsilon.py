@@ -8,7 +8,6 @@ otherwise debias them with the wrong flip probability, and the job's privacy fig
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from fedmist.wire.envelope import ProtocolError
@@ -29,14 +28,8 @@ class EdgeEpsilon:
 
 
 def _budget(text: str, what: str) -> float:
-    """A positive number or ``inf``, as every epsilon of a job must be (spec/params.py's rule)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ProtocolError(f"{what} {text!r} is not a number or 'inf'") from None
-    if math.isnan(value) or not value > 0:
-        raise ProtocolError(f"{what} {text!r} must be a positive number or 'inf'")
-    return value
+    """A positive number or ``inf``, as every epsilon of a job must be (spec/params.py's one rule)."""
+    return msg.epsilon_field(text, what)
 
 
 def check_edge_epsilon(layout: msg.RecordsMeta, task: msg.TaskMeta) -> EdgeEpsilon:

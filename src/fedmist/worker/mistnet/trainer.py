@@ -82,7 +82,7 @@ async def _run(ctx: WorkerContext, secrets: EdgeSecrets, images: np.ndarray | to
     fruitless, best = 0, -1
     while True:
         try:
-            channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout or 120.0,
+            channel = await connect_with_retry(url, deadline_s=ctx.params.round_timeout,
                                                security=ctx.security())
         except TransportError as exc:
             raise JobFailure(str(exc)) from None
@@ -172,8 +172,8 @@ class _RecordStream:
 
 def effective_epsilons(secrets: EdgeSecrets, task: msg.TaskMeta) -> tuple[float, float | None]:
     """The stricter of the edge's own epsilon / label_epsilon and the aggregator's (the job's floor)."""
-    job_label = msg.parse_epsilon(task.label_epsilon) if task.label_epsilon else None
-    return secrets.privacy.effective(msg.parse_epsilon(task.epsilon), job_label)  # type: ignore[return-value]
+    job_label = msg.epsilon_field(task.label_epsilon, "label_epsilon") if task.label_epsilon else None
+    return secrets.privacy.effective(msg.epsilon_field(task.epsilon), job_label)  # type: ignore[return-value]
 
 
 def begin_release(ctx: WorkerContext, secrets: EdgeSecrets, features: str, task: msg.TaskMeta, r: int,

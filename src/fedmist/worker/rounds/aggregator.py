@@ -36,9 +36,6 @@ from fedmist.wire.arrays import decode_weights, encode_weights, raw_parameter_by
 
 log = logging.getLogger("fedmist.aggregator")
 
-DEFAULT_ROUNDS = 10
-DEFAULT_ROUND_TIMEOUT_S = 600.0
-NUM_CLASSES = 10  # unless the job sets num_classes (a user model/loader with other classes)
 UPDATE_SLACK_BYTES = 64 * 1024  # an update is the global model re-encoded; only its header may differ a little
 
 
@@ -48,10 +45,10 @@ class RoundsJob:
     def __init__(self, ctx: WorkerContext) -> None:
         params = ctx.params
         self.ctx = ctx
-        self.rounds = params.exit_round or DEFAULT_ROUNDS
-        self.round_timeout = params.round_timeout or DEFAULT_ROUND_TIMEOUT_S
-        self.min_clients = params.min_clients or 1
-        self.model_name = params.model or "lenet5"
+        self.rounds = params.exit_round
+        self.round_timeout = params.round_timeout
+        self.min_clients = params.min_clients
+        self.model_name = params.model
         self.reporter = Reporter(ctx.status_file, ctx.worker, "aggregator")
         self.history: list[dict[str, Any]] = []
         self.model = self._build_model()
@@ -76,7 +73,7 @@ class RoundsJob:
     def _init_weights(self) -> None:
         url = self.ctx.pretrained_model_url
         if not url:
-            torch.manual_seed(self.ctx.params.seed or 0)
+            torch.manual_seed(self.ctx.params.seed)
             del self.model  # not two models at once: the seeded one replaces it
             self.model = self._build_model()
             return
@@ -87,7 +84,7 @@ class RoundsJob:
 
     def _build_model(self) -> torch.nn.Module:
         try:
-            return build_job_model(self.model_name, num_classes=self.ctx.params.num_classes or NUM_CLASSES)
+            return build_job_model(self.model_name, num_classes=self.ctx.params.num_classes)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
 
@@ -106,7 +103,7 @@ class RoundsJob:
         defaults = {"epochs": params.epochs, "batch_size": params.batch_size, "learning_rate": params.learning_rate}
         extra = {k: v for k, v in defaults.items() if v is not None}
         return msg.FitMeta(config={**extra, **config}, model=self.model_name,
-                           num_classes=params.num_classes or NUM_CLASSES,
+                           num_classes=params.num_classes,
                            rounds=self.rounds, trainer=params.trainer or "")
 
     def load_global(self) -> None:
@@ -215,7 +212,7 @@ async def _run_rounds(job: RoundsJob, server: RoundServer) -> dict[str, Any]:
     sequential engine's. The price: when round r reaches ``target_accuracy`` the engine learns it during round
     r+1, so it finishes (and tests) that round too and saves the newer model.
     """
-    rng = np.random.default_rng(job.ctx.params.seed or 0)
+    rng = np.random.default_rng(job.ctx.params.seed)
     book = RoundBook(job, server)
     checkpoints = CheckpointStore(job.ctx.state_dir, spec_hash(job_spec_fields(job.ctx)), "rounds")
     first, pending = resume_rounds(checkpoints, job, book, rng)

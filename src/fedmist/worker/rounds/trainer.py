@@ -18,6 +18,7 @@ import torch
 
 from fedmist.data.loaders import load_dataset
 from fedmist.models.parts import build_job_model
+from fedmist.spec.params import LOCAL_TRAINING_DEFAULTS
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
@@ -52,7 +53,7 @@ class LocalData:
             raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
         if len(images) == 0:
             raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url} is empty")
-        train_idx, val_idx = validation_split(len(images), ctx.params.validation_split or 0.0, ctx.params.seed or 0)
+        train_idx, val_idx = validation_split(len(images), ctx.params.validation_split, ctx.params.seed)
         if isinstance(images, torch.Tensor):  # a user loader's tensors (format: python)
             train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
         self.x, self.y = as_tensors(images[train_idx], labels[train_idx])
@@ -70,7 +71,7 @@ class RoundsTrainer:
         self.bytes_up = 0
         self.bytes_down = 0
         self.rounds_done = 0
-        self.idle_timeout = max(600.0, 10 * (ctx.params.round_timeout or 600.0))
+        self.idle_timeout = max(600.0, 10 * ctx.params.round_timeout)
         self.carrier = ctx.carrier()  # inline frames (ws) or S3 objects
         self.s3_up = self.s3_down = 0  # weights moved as S3 objects (not seen by the channel's counters)
 
@@ -86,17 +87,18 @@ class RoundsTrainer:
             except (TypeError, ValueError):
                 raise ProtocolError(f"round config {key}={value!r} is not a {kind.__name__}") from None
 
-        seed = (params.seed or 0) * 1_000_003 + number * 7919 + zlib.crc32(self.ctx.worker.encode())
-        return LocalConfig(epochs=max(1, pick(params.epochs, "epochs", 1, int)),
-                           batch_size=max(1, pick(params.batch_size, "batch_size", 32, int)),
-                           learning_rate=pick(params.learning_rate, "learning_rate", 0.01, float),
+        seed = params.seed * 1_000_003 + number * 7919 + zlib.crc32(self.ctx.worker.encode())
+        local = LOCAL_TRAINING_DEFAULTS
+        return LocalConfig(epochs=max(1, pick(params.epochs, "epochs", local["epochs"], int)),
+                           batch_size=max(1, pick(params.batch_size, "batch_size", local["batch_size"], int)),
+                           learning_rate=pick(params.learning_rate, "learning_rate", local["learning_rate"], float),
                            mu=max(0.0, pick(None if "mu" in config else params.mu, "mu", 0.0, float)),
                            seed=seed % (2**63))
 
     def _build(self, meta: msg.FitMeta) -> tuple[torch.nn.Module, Trainer]:
         """The model the aggregator named and this worker's trainer (its own env ``trainer`` wins over the
         aggregator's); a bad import path is a configuration error (exit 2), not a protocol one."""
-        name = meta.model or self.ctx.params.model or "lenet5"
+        name = meta.model or self.ctx.params.model
         check_labels(self.data.y.numpy(), meta.num_classes, self.ctx.dataset_name or self.ctx.dataset_url)
         try:
             model = build_job_model(name, num_classes=meta.num_classes)
