@@ -1,0 +1,21 @@
+"""fedmist.cli.privacy: ``privacy ledger DIR`` hands DIR to the ledger command and returns its exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedmist.cli import main
+
+
+def test_ledger_passes_the_state_folder(monkeypatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr("fedmist.privacy.ledger.ledger_command", lambda state_dir: seen.append(state_dir) or 3)
+    assert main(["privacy", "ledger", "/var/lib/edge1"]) == 3
+    assert seen == ["/var/lib/edge1"]
+
+
+def test_an_action_is_required(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["privacy"])
+    assert info.value.code == 2
+    assert "the following arguments are required: ACTION" in capsys.readouterr().err
