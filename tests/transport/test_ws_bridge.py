@@ -72,8 +72,11 @@ def _connected(max_queue: int = 4) -> tuple[FrameListener, Transport]:
 def test_a_full_queue_pauses_the_socket_until_a_frame_is_taken() -> None:
     async def run() -> None:
         listener, transport = _connected(max_queue=2)
-        for payload in (b"a", b"b", b"c"):  # one read of the socket may hold more than the queue's bound
-            listener.on_ws_frame(transport, Frame(WSMsgType.BINARY, payload))  # type: ignore[arg-type]
+        listener.on_ws_frame(transport, Frame(WSMsgType.BINARY, b"a"))  # type: ignore[arg-type]
+        assert transport.underlying_transport.paused == []
+        listener.on_ws_frame(transport, Frame(WSMsgType.BINARY, b"b"))  # type: ignore[arg-type]
+        assert transport.underlying_transport.paused == ["pause"]  # the queue is full
+        listener.on_ws_frame(transport, Frame(WSMsgType.BINARY, b"c"))  # type: ignore[arg-type]  # same read
         assert transport.underlying_transport.paused == ["pause"]
         assert await listener.next_frame() == b"a"
         assert transport.underlying_transport.paused == ["pause"]  # still 2 queued

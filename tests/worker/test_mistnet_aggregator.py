@@ -45,7 +45,8 @@ def test_an_aggregator_without_a_model_or_weights_is_refused_at_start(tmp_path, 
     assert str(info.value) == message
 
 
-def test_missing_weights_a_bad_cut_and_an_unset_epsilon_are_refused_in_that_order(tmp_path) -> None:
+def test_missing_weights_a_bad_cut_and_an_unset_epsilon_are_refused_in_that_order(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(agg, "_s3_ready", lambda ctx: pytest.fail("got past the start-up checks"))
     missing = tmp_path / "nope.pth"
     with pytest.raises(ConfigurationError) as info:
         agg.run_mistnet_aggregator(_ctx(tmp_path, PRETRAINED_MODEL_URL=str(missing)))
