@@ -34,3 +34,18 @@ def test_operator_passes_namespace_interval_and_image(monkeypatch) -> None:
                         lambda namespace, interval, image: calls.append((namespace, interval, image)) or 0)
     assert main(["operator", "--namespace", "ns", "--interval", "2.5", "--image", "i:2"]) == 0
     assert calls == [("ns", 2.5, "i:2")]
+
+
+def test_render_options_default_to_the_placeholder_uid() -> None:
+    import argparse
+
+    from fedmist.cli import cluster
+    from fedmist.launch.kube.names import DEFAULT_IMAGE, UID_PLACEHOLDER
+
+    parser = argparse.ArgumentParser()
+    cluster.add_commands(parser.add_subparsers(dest="command"))
+    render = parser.parse_args(["render", "-f", "job.yaml"])
+    assert (render.uid, render.image, render.no_owner_refs, render.func) == (UID_PLACEHOLDER, None, False,
+                                                                             cluster.cmd_render)
+    operator = parser.parse_args(["operator"])
+    assert (operator.namespace, operator.interval, operator.image) == (None, 10.0, DEFAULT_IMAGE)

@@ -19,3 +19,14 @@ def test_an_action_is_required(capsys) -> None:
         main(["privacy"])
     assert info.value.code == 2
     assert "the following arguments are required: ACTION" in capsys.readouterr().err
+
+
+def test_the_group_registers_on_its_own(monkeypatch) -> None:
+    import argparse
+
+    from fedmist.cli import privacy as privacy_cli
+
+    parser = argparse.ArgumentParser()
+    privacy_cli.add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["privacy", "ledger", "DIR"])
+    assert (args.privacy_command, args.state_dir, args.func) == ("ledger", "DIR", privacy_cli.cmd_privacy_ledger)
