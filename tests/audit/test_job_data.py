@@ -13,12 +13,12 @@ from fedmist.audit.job_data import _public_path, load_audit_data
 from fedmist.data.idx import write_idx
 from fedmist.models.registry import build_model
 from fedmist.models.weights import save_weights
+from fedmist.spec.params import JobParams
 
 
 def _job(tmp_path: Path, algorithm: str = "mistnet", pretrained: str = "", test: str = "", first: str = ""):
-    params = SimpleNamespace(aggregation_algorithm=algorithm, test_dataset_url=test, model=None, cut_layer=None,
-                             epsilon=2.0, label_epsilon=None, epochs=None, batch_size=None, learning_rate=None,
-                             debias=None)
+    params = JobParams(role="aggregator", aggregation_algorithm=algorithm, test_dataset_url=test or None,
+                       epsilon=2.0)
     trainers = [SimpleNamespace(dataset_url=first, dataset_format="idx")]
     return SimpleNamespace(name="j", aggregator="agg", trainers=trainers, pretrained_model_url=pretrained,
                            params_for=lambda worker: params)

@@ -1,4 +1,4 @@
-"""fedmist.worker.update_stream: a safetensors update folded chunk by chunk, whatever the chunk borders, and a
+"""fedmist.worker.rounds.update_stream: a safetensors update folded chunk by chunk, whatever the chunk borders, and a
 bad one rolled back with its reason while the rest of the message is read and dropped."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from safetensors.numpy import save
 
 from fedmist.strategy.streaming import FoldClosed
 from fedmist.wire.envelope import ProtocolError
-from fedmist.worker.update_stream import UpdateStream
+from fedmist.worker.rounds.update_stream import UpdateStream
 
 
 class FakeFold:

@@ -1,4 +1,4 @@
-"""fedmist.worker.detect_aggregator's pure parts: the cut, the chunk size, where validation data comes from."""
+"""fedmist.worker.detect.aggregator's pure parts: the cut, the chunk size, where validation data comes from."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedmist.worker import detect_aggregator as agg
+from fedmist.worker.detect import aggregator as agg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError
 

@@ -1,4 +1,4 @@
-"""fedmist.worker.edge_epsilon: an edge may be stricter than the job's floor, never looser."""
+"""fedmist.worker.mistnet.edge_epsilon: an edge may be stricter than the job's floor, never looser."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 
 from fedmist.wire.envelope import ProtocolError
-from fedmist.worker import protocol as msg
-from fedmist.worker.edge_epsilon import EdgeEpsilon, check_edge_epsilon
+from fedmist.wire import messages as msg
+from fedmist.worker.mistnet.edge_epsilon import EdgeEpsilon, check_edge_epsilon
 
 
 def task(epsilon: str = "2.0", label_epsilon: str = "") -> msg.TaskMeta:
@@ -36,11 +36,11 @@ def test_stricter_or_equal_budgets_are_accepted_as_declared() -> None:
     (layout("1.0"), task("2.0", "1.0"), "labels sent in clear, looser than the job's label_epsilon floor 1.0"),
     (layout("1.0", "1.5"), task("2.0", "1.0"), "label_epsilon 1.5 is looser than the job's floor 1.0; an edge "
                                                "applies the stricter of its own label_epsilon and the job's"),
-    (layout("abc"), task(), "epsilon 'abc' is not a number or 'inf'"),
+    (layout("abc"), task(), "epsilon 'abc' must be a positive number or 'inf'"),
     (layout("0"), task(), "epsilon '0' must be a positive number or 'inf'"),
     (layout("nan"), task(), "epsilon 'nan' must be a positive number or 'inf'"),
     (layout("1", "-1"), task(), "label_epsilon '-1' must be a positive number or 'inf'"),
-    (layout("1"), task("x"), "the job's epsilon 'x' is not a number or 'inf'"),
+    (layout("1"), task("x"), "the job's epsilon 'x' must be a positive number or 'inf'"),
     (layout("1", "1"), task("2", "0"), "the job's label_epsilon '0' must be a positive number or 'inf'"),
 ])
 def test_looser_or_malformed_budgets_are_refused(records: msg.RecordsMeta, job: msg.TaskMeta, message: str) -> None:

@@ -1,4 +1,4 @@
-"""fedmist.worker.mistnet_trainer's own logic, without an aggregator: the record layout, the ws framing of a
+"""fedmist.worker.mistnet.trainer's own logic, without an aggregator: the record layout, the ws framing of a
 resumed upload, the effective epsilons, the edge model's errors and the reconnect/give-up loop."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from fedmist.privacy.edge import EdgePrivacy
 from fedmist.privacy.noise import CoupledNoise
 from fedmist.transport.base import TransportError
 from fedmist.wire.envelope import Envelope
-from fedmist.worker import mistnet_trainer as trainer
-from fedmist.worker import protocol as msg
+from fedmist.worker.mistnet import trainer
+from fedmist.wire import messages as msg
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.report import Reporter

@@ -1,4 +1,4 @@
-"""fedmist.worker.detect_extract: the detection edge's batch size, input scaling, bits and record stream."""
+"""fedmist.models.detect_extract: the detection edge's batch size, input scaling, bits and record stream."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from fedmist.privacy.channel import pack_bits
-from fedmist.worker.detect_extract import (DetectionRecordStream, detection_feature_shape, edge_bits,
+from fedmist.models.detect_extract import (DetectionRecordStream, detection_feature_shape, edge_bits,
                                            extract_batch_size, images_to_float)
-from fedmist.worker.detect_records import BOX_BYTES, MAX_BOXES, decode_boxes
+from fedmist.wire.detect_records import BOX_BYTES, MAX_BOXES, decode_boxes
 
 
 def test_batches_shrink_with_the_image_area_within_2_and_64() -> None:

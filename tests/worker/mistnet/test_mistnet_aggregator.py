@@ -1,4 +1,4 @@
-"""fedmist.worker.mistnet_aggregator's own logic, without edges: start-up refusals (before any port opens), the
+"""fedmist.worker.mistnet.aggregator's own logic, without edges: start-up refusals (before any port opens), the
 stores summary a checkpoint is bound to, the resume decision, the test set and the saved model's sidecar."""
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from fedmist.spec.errors import ParamError
 from fedmist.models.parts import build_job_model, split_parts
 from fedmist.models.weights import load_weights, save_weights
-from fedmist.worker import mistnet_aggregator as agg
+from fedmist.worker.mistnet import aggregator as agg
 from fedmist.worker.checkpoint import CheckpointStore
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError
-from fedmist.worker.feature_store import WorkerStore
+from fedmist.worker.mistnet.feature_store import WorkerStore
 
 
 def _ctx(tmp_path: Path, **env: str) -> WorkerContext:
@@ -57,9 +58,10 @@ def test_missing_weights_a_bad_cut_and_an_unset_epsilon_are_refused_in_that_orde
         agg.run_mistnet_aggregator(_ctx(tmp_path, PRETRAINED_MODEL_URL=weights, cut_layer="12"))
     assert str(info.value) == ("cut_layer 12 is out of range for a model with 12 modules: use 1..11 (index of the "
                                "first cloud module) so that both parts are non-empty")
-    with pytest.raises(ConfigurationError) as info:
-        agg.run_mistnet_aggregator(_ctx(tmp_path, PRETRAINED_MODEL_URL=weights))
-    assert str(info.value) == ("epsilon: required for aggregation_algorithm=mistnet; "
+    # an unset epsilon never reaches the runtime: the worker's params refuse it where they are parsed, once
+    with pytest.raises(ParamError) as info:
+        _ctx(tmp_path, aggregation_algorithm="mistnet", PRETRAINED_MODEL_URL=weights)
+    assert str(info.value) == ("<env>: epsilon: required for aggregation_algorithm=mistnet; "
                                "use epsilon: inf to disable noise explicitly")
     assert not (tmp_path / "state").exists()  # nothing stored before the job's settings were sound
 

@@ -1,4 +1,4 @@
-"""fedmist.worker.detect_cloud_train's pure parts: the learning-rate schedule and records seen as batches."""
+"""fedmist.models.detect_cloud_train's pure parts: the learning-rate schedule and records seen as batches."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fedmist.worker.detect_cloud_train import DetectionFeatures, _lr_at
-from fedmist.worker.detect_records import encode_boxes
+from fedmist.models.detect_cloud_train import DetectionFeatures, _lr_at
+from fedmist.wire.detect_records import encode_boxes
 
 
 def test_the_rate_warms_up_linearly_then_decays_by_cosine_to_one_percent() -> None:
