@@ -13,7 +13,10 @@ from fedmist.worker.errors import ConfigurationError
 
 
 def test_the_cut_is_an_index_and_defaults_to_4() -> None:
-    assert agg._cut(None, 10) == 4 and agg._cut(6, 10) == 6 and agg._cut("7", 10) == 7
+    from fedmist.spec.params import DEFAULT_CUT_LAYER
+
+    # the default is filled where the params are parsed (spec/params.py), not by the runtime
+    assert DEFAULT_CUT_LAYER["detect"] == 4 and agg._cut(6, 10) == 6 and agg._cut("7", 10) == 7
     with pytest.raises(ConfigurationError) as info:
         agg._cut("backbone", 10)
     assert str(info.value) == "cut_layer 'backbone': YOLO modules are named by index; use 1..9"
