@@ -26,10 +26,11 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from fedmist.transport.base import AuthenticationError, DeadlineExceeded
 from fedmist.wire.envelope import PROTOCOL_VERSION, Envelope, ProtocolError
+from fedmist.wire.messages import validate_meta
 
 if TYPE_CHECKING:
     from fedmist.transport.base import Channel
@@ -94,12 +95,7 @@ def session_keys(key: bytes, script: bytes) -> tuple[bytes, bytes]:
 def _parse(envelope: Envelope, schema: type[_Meta]) -> _Meta:
     if envelope.kind != "none":
         raise ProtocolError(f"handshake message '{envelope.type}' must not carry a body")
-    try:
-        return schema.model_validate(envelope.meta)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "meta"
-        raise ProtocolError(f"'{envelope.type}' meta.{where}: {first['msg']}") from None
+    return validate_meta(envelope, schema)
 
 
 async def _recv(channel: "Channel", deadline: float, timeout: float) -> Envelope:

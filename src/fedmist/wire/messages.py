@@ -133,6 +133,12 @@ def parse_meta(envelope: Envelope, *expected: str) -> Any:
     schema = SCHEMAS.get(envelope.type)
     if schema is None:
         raise ProtocolError(f"unknown message type '{envelope.type}'")
+    return validate_meta(envelope, schema)
+
+
+def validate_meta(envelope: Envelope, schema: type[BaseModel]) -> Any:
+    """``envelope.meta`` checked against ``schema``; the first problem as a one-line ProtocolError naming the
+    field, the same wording for every message (the handshake's included)."""
     try:
         return schema.model_validate(envelope.meta)
     except ValidationError as exc:
