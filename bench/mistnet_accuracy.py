@@ -13,15 +13,16 @@ import argparse
 import math
 import os
 import time
+
 import numpy as np
 import torch
 
 from fedmist.data.idx import load_idx_dataset
+from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
+from fedmist.models.extract import channel_features, extract_bits
 from fedmist.models.pretrain import pretrain
 from fedmist.models.registry import build_model
 from fedmist.models.split import split_model
-from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
-from fedmist.models.extract import channel_features, extract_bits
 
 
 def pretrain_epsilon(setting: str, job_eps: float) -> float | None:

@@ -114,11 +114,11 @@ def ablation(data: Path, pretrained: Path) -> None:
     import torch
 
     from fedmist.data.idx import load_idx_dataset
+    from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
+    from fedmist.models.extract import channel_features, extract_bits
     from fedmist.models.registry import build_model
     from fedmist.models.split import split_model
     from fedmist.models.weights import load_weights
-    from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
-    from fedmist.models.extract import channel_features, extract_bits
 
     torch.set_num_threads(2)
     edges = [load_idx_dataset(str(data / name)) for name in ("edge1", "edge2")]

@@ -66,12 +66,12 @@ def main() -> None:
 
     from fedmist.data.coco import VAL_SPLITS, DetectionDataset
     from fedmist.data.synth_detection import synthesize_detection
+    from fedmist.models.detect_cloud_train import DetectionFeatures, evaluate_detection, train_detection_cloud
+    from fedmist.models.detect_extract import DetectionRecordStream, detection_feature_shape, edge_bits
     from fedmist.models.yolo import load_yolo
     from fedmist.models.yolo_pretrain import pretrain_yolo
     from fedmist.models.yolo_split import split_detection_model
     from fedmist.privacy.channel import pack_bits
-    from fedmist.models.detect_cloud_train import DetectionFeatures, evaluate_detection, train_detection_cloud
-    from fedmist.models.detect_extract import DetectionRecordStream, detection_feature_shape, edge_bits
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)

@@ -9,8 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from fedmist.imports import (ImportPathError, import_callable, import_object, import_subclass, is_import_path,
-                             module_root, parse_query, path_of, python_path_env, search_path, split_import_path)
+from fedmist.imports import (
+    ImportPathError,
+    import_callable,
+    import_object,
+    import_subclass,
+    is_import_path,
+    module_root,
+    parse_query,
+    path_of,
+    python_path_env,
+    search_path,
+    split_import_path,
+)
 
 
 def test_import_path_syntax() -> None:

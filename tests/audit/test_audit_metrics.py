@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fedmist.cli.audit import parse_epsilon_list
 from fedmist.audit.judge import label_attack_accuracy
 from fedmist.audit.metrics import psnr, roc_auc, ssim, ssim_per_image
+from fedmist.cli.audit import parse_epsilon_list
 from fedmist.privacy.accounting import label_capacity, privacy_report
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
+from tiny_world import tiny_images, tiny_parts
 
 from fedmist.audit.membership import membership_auc, per_sample_loss
-from tiny_world import tiny_images, tiny_parts
 
 
 def test_lower_member_loss_is_a_successful_attack() -> None:

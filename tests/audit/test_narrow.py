@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_world import tiny_images, tiny_parts
 from torch import nn
 
 from fedmist.audit.narrow import narrow_cut
-from tiny_world import tiny_images, tiny_parts
 
 
 def test_the_bottleneck_has_c_channels_and_the_parts_still_compose() -> None:

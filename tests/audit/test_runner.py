@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import torch
+from tiny_world import tiny_images, tiny_parts
 
 from fedmist.audit.job_data import AuditData
 from fedmist.audit.runner import AuditConfig, _Auditor, _series
-from tiny_world import tiny_images, tiny_parts
 
 
 def _data(top_label: int | None = None) -> AuditData:

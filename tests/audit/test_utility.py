@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import torch
+from tiny_world import tiny_images, tiny_parts
 
 from fedmist.audit.utility import UtilityConfig, job_accuracy, uploaded_labels
-from tiny_world import tiny_images, tiny_parts
 
 
 def test_labels_in_clear_are_unchanged_and_randomized_ones_reproducible() -> None:

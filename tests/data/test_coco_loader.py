@@ -7,8 +7,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from fedmist.data.coco import (DetectionDataset, VAL_SPLITS, boxes_to_letterbox, find_split, label_path_of,
-                               letterbox, read_class_names, read_labels)
+from fedmist.data.coco import (
+    VAL_SPLITS,
+    DetectionDataset,
+    boxes_to_letterbox,
+    find_split,
+    label_path_of,
+    letterbox,
+    read_class_names,
+    read_labels,
+)
 from fedmist.data.synth_detection import FASHION_CLASSES, synthesize_detection
 
 FMNIST = "/usr/share/datasets/fashion-mnist"

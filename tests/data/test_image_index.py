@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fedmist.data.image_index import export_pngs, load_csv_dataset, load_txt_dataset
 from fedmist.data.idx import IMAGES_TAG, LABELS_TAG, write_idx
+from fedmist.data.image_index import export_pngs, load_csv_dataset, load_txt_dataset
 from fedmist.data.loaders import load_dataset
 
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import FMNIST, fedmist, split_fmnist
 
 

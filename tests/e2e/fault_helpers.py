@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from e2e_helpers import REPO
 
 AGGREGATOR = "cloud"  # the aggregator's nodeName in the jobs written here, hence its worker name

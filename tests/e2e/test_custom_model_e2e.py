@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import FMNIST, REPO
 
 pytestmark = pytest.mark.e2e

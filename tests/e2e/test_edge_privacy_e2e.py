@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from e2e_helpers import fedmist, split_fmnist
 from fault_helpers import AGGREGATOR, JobRun, write_job
+
 from fedmist.launch.local import free_port
 from fedmist.testing.fault_proxy import FaultProxy
 
@@ -49,10 +49,10 @@ def _ledger(workdir: Path, edge: str) -> list[dict]:
 
 def _clean_bits(pretrained: Path, images: np.ndarray) -> np.ndarray:
     """The clean channel bits of ``images`` through the same pretrained edge part the aggregator sends."""
+    from fedmist.models.extract import channel_features
     from fedmist.models.parts import build_job_model, split_parts
     from fedmist.models.weights import load_weights
     from fedmist.privacy.channel import unpack_bits
-    from fedmist.models.extract import channel_features
 
     model = build_job_model("lenet5", num_classes=10)
     model.load_state_dict(load_weights(pretrained))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from e2e_helpers import split_fmnist
 from fault_helpers import AGGREGATOR, JobRun, write_job
+
 from fedmist.launch.local import free_port
 from fedmist.testing.fault_proxy import FaultProxy
 

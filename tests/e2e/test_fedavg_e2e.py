@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from e2e_helpers import REPO
 
 pytestmark = pytest.mark.e2e

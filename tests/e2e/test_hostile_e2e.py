@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from e2e_helpers import REPO
+
 from fedmist.transport import ws
-from fedmist.wire.envelope import Envelope
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import Envelope
 
 pytestmark = pytest.mark.e2e
 

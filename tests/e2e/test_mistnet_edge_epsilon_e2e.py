@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from e2e_helpers import REPO, fedmist, run_job
 
 pytestmark = pytest.mark.e2e

@@ -3,14 +3,12 @@ its own process on 127.0.0.1), spoken to only through boto3."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import subprocess
+from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-
 from e2e_helpers import REPO
 from test_fedavg_e2e import LENET5_FLOAT32_BYTES, _command, _status
 from test_fedavg_e2e import _job_yaml as _fedavg_job_yaml

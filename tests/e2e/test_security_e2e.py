@@ -23,13 +23,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from e2e_helpers import REPO
+from test_fedavg_e2e import _command, _job_yaml, _status
+
 from fedmist.transport import ws
 from fedmist.transport.base import AuthenticationError, TransportError
 from fedmist.transport.security import Security
 from fedmist.wire.envelope import Envelope, encode
-from test_fedavg_e2e import _command, _job_yaml, _status
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from e2e_helpers import FMNIST, fedmist, run_job
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kube_helpers import MNIST, SEED, SEED_NODES, render
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kube_helpers import MNIST, SEED, SEED_NODES
+
 from fedmist.launch.kube.statusd import ReportServer
 
 

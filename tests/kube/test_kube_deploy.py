@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kube_helpers import MNIST, ROOT, SEED
 
 DEPLOY = ROOT / "deploy"

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from kube_helpers import MNIST
 
 

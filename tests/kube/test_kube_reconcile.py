@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kube_helpers import MNIST, SEED, api_with
+
 from fedmist.launch.kube import names
 from fedmist.launch.kube.api import MemoryApi
 from fedmist.launch.kube.controller import Controller

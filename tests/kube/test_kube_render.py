@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kube_helpers import MNIST, SEED, SEED_NODES, by_name, env_of, render
+
 from fedmist.launch.kube import names
 from fedmist.spec.errors import ManifestError
 

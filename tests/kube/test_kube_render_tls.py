@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kube_helpers import MNIST, by_name, env_of, render
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

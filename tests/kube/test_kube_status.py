@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kube_helpers import MNIST, api_with
+
 from fedmist.launch.kube import names
 from fedmist.launch.kube.controller import Controller
 from fedmist.launch.kube.jobstatus import KUBE_ONLY_KEYS, score_text, step_text
@@ -96,7 +96,6 @@ def test_printer_column_texts() -> None:
 
 def test_status_keys_match_the_crd_printer_columns() -> None:
     import yaml
-
     from kube_helpers import ROOT
 
     crd = yaml.safe_load((ROOT / "deploy" / "crds" / "federatedlearningjob.yaml").read_text())

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from fedmist.data.idx import load_idx_dataset
+from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, input_values, train_cloud
+from fedmist.models.extract import channel_features, extract_bits
 from fedmist.models.pretrain import pretrain
 from fedmist.models.registry import build_model
 from fedmist.models.split import split_model
 from fedmist.privacy.channel import keep_probability
-from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, input_values, train_cloud
-from fedmist.models.extract import channel_features, extract_bits
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 THRESHOLD = 0.65  # 5k edge images, 2 epochs, eps inf reach ~0.73; a broken channel stays near 0.1

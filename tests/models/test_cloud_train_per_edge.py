@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from fedmist.models.cloud_train import InMemoryPackedSource, input_values, eval_input_values, train_cloud
+from fedmist.models.cloud_train import InMemoryPackedSource, eval_input_values, input_values, train_cloud
 from fedmist.worker.mistnet.feature_store import WorkerStore, open_complete_stores
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedmist.models.yolo_env import prepare_ultralytics
 from fedmist.models.detect_eval import DetectionMeter, match, xywhn_to_xyxy
+from fedmist.models.yolo_env import prepare_ultralytics
 
 
 def test_match_at_each_iou_threshold():

@@ -9,9 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedmist.models.detect_extract import (
+    DetectionRecordStream,
+    detection_feature_shape,
+    edge_bits,
+    extract_batch_size,
+    images_to_float,
+)
 from fedmist.privacy.channel import pack_bits
-from fedmist.models.detect_extract import (DetectionRecordStream, detection_feature_shape, edge_bits,
-                                           extract_batch_size, images_to_float)
 from fedmist.wire.detect_records import BOX_BYTES, MAX_BOXES, decode_boxes
 
 

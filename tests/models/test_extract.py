@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from fedmist.models.extract import channel_features, extract_bits, feature_shape_of, iter_extract
 from fedmist.models.lenet import lenet5
 from fedmist.models.split import split_model
 from fedmist.privacy.channel import keep_probability, unpack_bits
-from fedmist.models.extract import channel_features, extract_bits, feature_shape_of, iter_extract
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from fedmist.strategy import proximal_gradient
-from fedmist.wire.envelope import ProtocolError
 from fedmist.models.local_train import (
-    LocalConfig, evaluate, format_for_url, load_numpy_state, state_to_numpy, train_local, validation_split,
+    LocalConfig,
+    evaluate,
+    format_for_url,
+    load_numpy_state,
+    state_to_numpy,
+    train_local,
+    validation_split,
 )
+from fedmist.strategy import proximal_gradient
 from fedmist.wire.arrays import decode_weights, encode_weights, raw_parameter_bytes
+from fedmist.wire.envelope import ProtocolError
 
 
 def _toy(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

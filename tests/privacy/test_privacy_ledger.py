@@ -10,8 +10,16 @@ from types import SimpleNamespace
 import pytest
 
 from fedmist.privacy.edge import EdgePrivacy, features_fingerprint, parse_budget, stricter
-from fedmist.privacy.ledger import (LedgerError, Release, budget_refusal, cumulative, ledger_command, ledger_path,
-                                    read_ledger, record_release)
+from fedmist.privacy.ledger import (
+    LedgerError,
+    Release,
+    budget_refusal,
+    cumulative,
+    ledger_command,
+    ledger_path,
+    read_ledger,
+    record_release,
+)
 from fedmist.worker.errors import ConfigurationError
 
 

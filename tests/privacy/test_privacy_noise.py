@@ -11,8 +11,15 @@ import pytest
 import torch
 
 from fedmist.privacy.channel import keep_probability, label_keep_probability
-from fedmist.privacy.noise import (CoupledNoise, data_fingerprint, files_fingerprint, noise_key, randomized_bits,
-                                   randomized_labels, replacement_time)
+from fedmist.privacy.noise import (
+    CoupledNoise,
+    data_fingerprint,
+    files_fingerprint,
+    noise_key,
+    randomized_bits,
+    randomized_labels,
+    replacement_time,
+)
 
 SECRET = 0x1234_5678_9ABC_DEF0
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from fedmist.spec import ManifestError, ParamError, load_manifests, resolve_job
+from fedmist.spec.naming import dns_label, unique_names
 
 WriteJob = Callable[..., Path]
-from fedmist.spec.naming import dns_label, unique_names
 
 JOB = "FederatedLearningJob/mnist-mistnet"
 AGG_ENV = "spec.aggregationWorker.template.spec.containers[0].env"

@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 
 from fedmist.cli.audit import parse_epsilon_list
-from fedmist.spec.params import (DEFAULT_AGG_PORT, DEFAULT_CUT_LAYER, EPSILON_RULE, JobParams, format_epsilon,
-                                 parse_epsilon, parse_params, with_defaults)
-from fedmist.wire.envelope import ProtocolError
+from fedmist.spec.params import (
+    DEFAULT_AGG_PORT,
+    DEFAULT_CUT_LAYER,
+    EPSILON_RULE,
+    JobParams,
+    format_epsilon,
+    parse_epsilon,
+    parse_params,
+    with_defaults,
+)
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import ProtocolError
 from fedmist.worker.context import WorkerContext
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "fedmist"

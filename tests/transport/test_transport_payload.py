@@ -11,8 +11,8 @@ import torch
 from fedmist.models.lenet import lenet5
 from fedmist.transport.base import Channel
 from fedmist.transport.payload import PayloadAssembler, drain_payload, recv_payload, send_payload
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
 from fedmist.wire.arrays import encode_weights, raw_parameter_bytes
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
 
 
 class QueueChannel(Channel):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmist.wire.detect_records import (BOX_BYTES, MAX_BOXES, decode_boxes, encode_boxes,
-                                           record_feature_bytes)
+from fedmist.wire.detect_records import BOX_BYTES, MAX_BOXES, decode_boxes, encode_boxes, record_feature_bytes
 
 
 def test_round_trip():

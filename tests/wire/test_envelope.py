@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode, body_digest
 from fedmist.wire.arrays import decode_arrays, encode_arrays
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError, body_digest, decode, encode
 
 
 def _frame(header: dict, body: bytes = b"") -> bytes:

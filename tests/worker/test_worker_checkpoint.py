@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from fedmist.models.cloud_train import CloudTrainState, InMemoryPackedSource, train_cloud
 from fedmist.models.registry import build_model
 from fedmist.models.split import split_model
 from fedmist.worker.checkpoint import Checkpoint, CheckpointStore, decode, encode, spec_hash
-from fedmist.models.cloud_train import CloudTrainState, InMemoryPackedSource, train_cloud
 
 
 def _arrays(value: float, n: int = 8) -> dict[str, np.ndarray]:

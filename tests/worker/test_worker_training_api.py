@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from fedmist.models.extract import extract_bits, feature_shape_of
+from fedmist.models.local_train import LocalConfig, train_local
 from fedmist.privacy.channel import unpack_bits
 from fedmist.training import SGDTrainer, Trainer, build_trainer, check_metrics, resolve_trainer
 from fedmist.worker.errors import ConfigurationError, check_labels
-from fedmist.models.extract import extract_bits, feature_shape_of
-from fedmist.models.local_train import LocalConfig, train_local
 
 
 class Options(SGDTrainer):

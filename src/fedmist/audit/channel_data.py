@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from fedmist.data.tensors import images_to_tensor
-from fedmist.privacy.channel import randomized_response, unpack_bits
 from fedmist.models.extract import channel_features, extract_bits, feature_shape_of
+from fedmist.privacy.channel import randomized_response, unpack_bits
 
 
 def feature_shape(edge: nn.Module, images: np.ndarray) -> tuple[int, ...]:

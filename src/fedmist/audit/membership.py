@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedmist.audit.metrics import roc_auc
-from fedmist.privacy.channel import bit_lookup_table, unpack_with_table
 from fedmist.models.cloud_train import input_values
 from fedmist.models.extract import channel_features
+from fedmist.privacy.channel import bit_lookup_table, unpack_with_table
 
 
 def per_sample_loss(

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmist.privacy.channel import label_randomized_response
 from fedmist.models.cloud_train import InMemoryPackedSource, evaluate_cloud, train_cloud
 from fedmist.models.extract import channel_features, extract_bits
+from fedmist.privacy.channel import label_randomized_response
 
 
 @dataclass

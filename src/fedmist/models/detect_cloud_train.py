@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmist.models.cloud_train import _Decoder, input_values, per_source_epsilons, eval_input_values
+from fedmist.models.cloud_train import _Decoder, eval_input_values, input_values, per_source_epsilons
 from fedmist.models.detect_eval import DetectionMeter
 from fedmist.wire.detect_records import bits_bytes, decode_boxes
 

@@ -16,8 +16,8 @@ from torch import nn
 from fedmist.data.tensors import model_input, probe_batch
 from fedmist.models.split import drop_trailing_relus
 from fedmist.privacy.channel import binarize, pack_bits, randomized_response
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire.arrays import decode_arrays
+from fedmist.wire.envelope import ProtocolError
 
 InferenceKernel = Callable[[nn.Module, torch.Tensor], torch.Tensor | None]
 # (clean bits of a batch, index of its first sample) -> the noisy bits: an edge's keyed, coupled noise

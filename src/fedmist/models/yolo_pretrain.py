@@ -31,10 +31,10 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
 
     prepare_ultralytics()
     from fedmist.data.coco import DetectionDataset, read_class_names
-    from fedmist.models.weights import save_weights
-    from fedmist.models.yolo import build_yolo, yaml_name
     from fedmist.models.detect_cloud_train import _lr_at, detection_loss
     from fedmist.models.detect_extract import images_to_float
+    from fedmist.models.weights import save_weights
+    from fedmist.models.yolo import build_yolo, yaml_name
 
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(seed)
@@ -44,7 +44,7 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
                          f"{epochs} epochs)")
     names = read_class_names(data)
     images, labels = ds.batch(0, len(ds))
-    nc = len(names) if names else int(max((int(l[:, 0].max()) for l in labels if len(l)), default=0)) + 1
+    nc = len(names) if names else int(max((int(lab[:, 0].max()) for lab in labels if len(lab)), default=0)) + 1
     names = names or [str(i) for i in range(nc)]
     arch = yaml_name(model)
     net = build_yolo(arch, nc)

@@ -22,9 +22,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedmist.errors import ConfigurationError
 from fedmist.privacy.ledger import LedgerError, Release, budget_refusal, read_ledger, record_release
 from fedmist.privacy.noise import CoupledNoise, noise_key
-from fedmist.errors import ConfigurationError
 
 SEED_FILE = "noise-seed"
 BUDGET_PARAM = "privacy_budget"

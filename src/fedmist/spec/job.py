@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
+from fedmist.imports import is_import_path
 from fedmist.spec.errors import ManifestError, ParamError
 from fedmist.spec.load import Bundle
 from fedmist.spec.manifests import FederatedLearningJob, Secret
 from fedmist.spec.naming import dns_label, expand_node_name, unique_names
 from fedmist.spec.params import DEFAULT_AGG_PORT, INJECTED_ENV_NAMES, MISTNET_NEEDS_EPSILON, JobParams, parse_params
-from fedmist.imports import is_import_path
 from fedmist.spec.paths import resolve_import_url, resolve_url
 from fedmist.spec.template import PodTemplate
 

@@ -13,9 +13,9 @@ validation (keys, shapes, duplicate workers, call order) from the public methods
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np

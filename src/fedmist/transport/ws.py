@@ -17,8 +17,14 @@ from picows import WSAutoPingStrategy, WSCloseCode, WSError, WSMsgType, ws_conne
 from picows.picows import WSProtocol
 
 from fedmist.transport import handshake
-from fedmist.transport.base import (PROBE_TIMEOUT_S, AuthenticationError, Channel, DeadlineExceeded, FrameConsumer,
-                                    TransportError)
+from fedmist.transport.base import (
+    PROBE_TIMEOUT_S,
+    AuthenticationError,
+    Channel,
+    DeadlineExceeded,
+    FrameConsumer,
+    TransportError,
+)
 from fedmist.transport.security import Security
 from fedmist.transport.ws_bridge import TEXT, FrameListener, TlsFirst
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from fedmist.transport import handshake
 from fedmist.transport.base import Channel, DeadlineExceeded, TransportError
 from fedmist.transport.gate import ConnectionGate
-from fedmist.wire.envelope import Envelope, ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import Envelope, ProtocolError
 
 log = logging.getLogger("fedmist.aggregator")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedmist.launch.kube.volumes import host_mounts, trainer_state_volume, volume_objects, HostMount
+from fedmist.launch.kube.volumes import HostMount, host_mounts, trainer_state_volume, volume_objects
 from fedmist.spec import load_manifests, resolve_job
 from fedmist.spec.errors import ManifestError
 

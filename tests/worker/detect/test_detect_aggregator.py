@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fedmist.worker.detect import aggregator as agg
 from fedmist.worker.context import WorkerContext
+from fedmist.worker.detect import aggregator as agg
 from fedmist.worker.errors import ConfigurationError
 
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import ProtocolError
 from fedmist.worker.mistnet.edge_epsilon import EdgeEpsilon, check_edge_epsilon
 
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from fedmist.spec.errors import ParamError
 from fedmist.models.parts import build_job_model, split_parts
 from fedmist.models.weights import load_weights, save_weights
-from fedmist.worker.mistnet import aggregator as agg
+from fedmist.spec.errors import ParamError
 from fedmist.worker.checkpoint import CheckpointStore
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError
+from fedmist.worker.mistnet import aggregator as agg
 from fedmist.worker.mistnet.feature_store import WorkerStore
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fedmist.worker.errors import ConfigurationError
-from fedmist.worker.mistnet.feature_store import WorkerStore, open_complete_stores
 from fedmist.worker.mistnet.aggregator import edge_epsilon_texts, edge_epsilons, job_floor
+from fedmist.worker.mistnet.feature_store import WorkerStore, open_complete_stores
 
 
 def test_an_unset_aggregator_epsilon_is_a_configuration_error_not_inf():

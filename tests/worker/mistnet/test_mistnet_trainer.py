@@ -16,11 +16,11 @@ import torch
 from fedmist.privacy.edge import EdgePrivacy
 from fedmist.privacy.noise import CoupledNoise
 from fedmist.transport.base import TransportError
-from fedmist.wire.envelope import Envelope
-from fedmist.worker.mistnet import trainer
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import Envelope
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
+from fedmist.worker.mistnet import trainer
 from fedmist.worker.report import Reporter
 
 

@@ -12,9 +12,9 @@ import numpy as np
 from fedmist.transport import ws
 from fedmist.transport.base import TransportError
 from fedmist.transport.security import Security
-from fedmist.wire.envelope import Envelope
-from fedmist.wire.arrays import encode_arrays
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import encode_arrays
+from fedmist.wire.envelope import Envelope
 from fedmist.worker.mistnet.feature_store import open_complete_stores, read_manifest
 from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer
 

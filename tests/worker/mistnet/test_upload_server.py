@@ -16,9 +16,9 @@ import pytest
 from fedmist.transport import ws
 from fedmist.transport.base import AuthenticationError, TransportError
 from fedmist.transport.security import Security
-from fedmist.wire.envelope import Envelope, ProtocolError
-from fedmist.wire.arrays import decode_arrays, encode_arrays
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import decode_arrays, encode_arrays
+from fedmist.wire.envelope import Envelope, ProtocolError
 from fedmist.worker.mistnet.feature_store import open_complete_stores
 from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer
 

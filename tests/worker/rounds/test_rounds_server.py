@@ -13,12 +13,12 @@ from fedmist.transport import ws
 from fedmist.transport.base import AuthenticationError
 from fedmist.transport.payload import recv_payload, send_payload
 from fedmist.transport.security import Security
-from fedmist.wire.envelope import Envelope
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import decode_weights, encode_weights
+from fedmist.wire.envelope import Envelope
 from fedmist.worker.errors import JobFailure
 from fedmist.worker.rounds.aggregator import close_round
 from fedmist.worker.rounds.server import RoundServer
-from fedmist.wire.arrays import decode_weights, encode_weights
 
 JOB = "t"
 GLOBAL = {"w": np.zeros(4, np.float32), "b": np.zeros(2, np.float32)}

@@ -13,13 +13,13 @@ import pytest
 
 from fedmist.strategy import FedAvg, FedMedian, FitResult, Strategy
 from fedmist.transport import carrier, ws
-from fedmist.transport.security import Security
 from fedmist.transport.payload import recv_payload, send_payload
-from fedmist.wire.envelope import Envelope
+from fedmist.transport.security import Security
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import encode_weights
+from fedmist.wire.envelope import Envelope
 from fedmist.worker.rounds.aggregator import close_round
 from fedmist.worker.rounds.server import OpenRound, RoundServer
-from fedmist.wire.arrays import encode_weights
 
 JOB = "s"
 # encode_weights orders same-width tensors by name: "b" then "w", so w's last value is in the payload's last chunk

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import ProtocolError
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.rounds.trainer import RoundsTrainer
 

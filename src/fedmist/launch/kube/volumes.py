@@ -12,10 +12,10 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fedmist.imports import is_import_path
 from fedmist.spec.errors import ManifestError
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.naming import dns_label, unique_names
-from fedmist.imports import is_import_path
 from fedmist.spec.paths import is_remote
 
 # Dataset formats whose url names a folder; the others (txt, csv index files) name a file.

@@ -18,15 +18,21 @@ import torch
 from fedmist.atomic import write_json_atomic
 from fedmist.models.weights import save_weights
 from fedmist.privacy.accounting import job_privacy_report
-from fedmist.wire.arrays import encode_arrays
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import encode_arrays
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError
+from fedmist.worker.mistnet.aggregator import (
+    _collect,
+    _edges_status,
+    _s3_ready,
+    edge_epsilon_texts,
+    edge_epsilons,
+    job_floor,
+)
 from fedmist.worker.mistnet.feature_store import open_complete_stores
-from fedmist.worker.mistnet.aggregator import (_collect, _edges_status, _s3_ready,
-                                               edge_epsilon_texts, edge_epsilons, job_floor)
-from fedmist.worker.report import Reporter
 from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer, task_fingerprint
+from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.aggregator")
 
@@ -40,10 +46,10 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     reporter = Reporter(ctx.status_file, ctx.worker, "aggregator")
     reporter.update(force=True, phase="Running", stage="preparing", algorithm="mistnet", task="detect")
     prepare_ultralytics()
-    from fedmist.models.yolo import load_yolo, yaml_name
-    from fedmist.models.yolo_split import split_detection_model
     from fedmist.models.detect_cloud_train import DetectionFeatures, evaluate_detection, train_detection_cloud
     from fedmist.models.detect_extract import detection_feature_shape
+    from fedmist.models.yolo import load_yolo, yaml_name
+    from fedmist.models.yolo_split import split_detection_model
 
     if params.label_epsilon:
         raise ConfigurationError("label_epsilon is not supported for detection jobs (box classes travel as given)")
@@ -183,8 +189,8 @@ def _validation_set(url: str | None, imgsz: int, nc: int):
 
 def _val_bits(edge: torch.nn.Module, val) -> np.ndarray:
     """Clean channel bits of the validation images (edge part -> binarize, no flipping), packed."""
-    from fedmist.privacy.channel import pack_bits
     from fedmist.models.detect_extract import edge_bits, extract_batch_size
+    from fedmist.privacy.channel import pack_bits
 
     data = val[0]
     step = extract_batch_size(data.imgsz)

@@ -12,9 +12,9 @@ from fedmist.worker.context import WorkerContext
 
 
 def _edge_holds_detection_data(ctx: WorkerContext) -> bool:
-    from fedmist.data.coco import find_split
-
     from pathlib import Path
+
+    from fedmist.data.coco import find_split
 
     if ctx.dataset_format != "dir" or not ctx.dataset_url:
         return False

@@ -15,16 +15,23 @@ from typing import Any
 
 import torch
 
+from fedmist.models.extract import load_edge_weights
+from fedmist.privacy.edge import EdgePrivacy, features_fingerprint
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import ProtocolError
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
-from fedmist.privacy.edge import EdgePrivacy, features_fingerprint
-from fedmist.models.extract import load_edge_weights
-from fedmist.worker.mistnet.trainer import (REPLY_TIMEOUT_S, EdgeSecrets, _envelope, begin_release,
-                                            edge_secrets, effective_epsilons, send_records)
+from fedmist.worker.mistnet.trainer import (
+    REPLY_TIMEOUT_S,
+    EdgeSecrets,
+    _envelope,
+    begin_release,
+    edge_secrets,
+    effective_epsilons,
+    send_records,
+)
 from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.trainer")
@@ -121,9 +128,8 @@ def _edge_model(task: msg.TaskMeta, body: memoryview) -> torch.nn.Module:
 async def _upload(ctx: WorkerContext, secrets: EdgeSecrets, features: str, channel: Channel, task: msg.TaskMeta,
                   edge: torch.nn.Module, data, reporter: Reporter) -> dict[str, Any]:
     from fedmist.models.detect_extract import DetectionRecordStream, detection_feature_shape
-    from fedmist.wire.detect_records import record_feature_bytes
-
     from fedmist.privacy.noise import randomized_bits
+    from fedmist.wire.detect_records import record_feature_bytes
 
     epsilon, _ = effective_epsilons(secrets, task)
     shape = detection_feature_shape(edge, data.imgsz)

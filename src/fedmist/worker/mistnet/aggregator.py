@@ -5,9 +5,9 @@ bits into the disk store, train the cloud layers, evaluate through the same bit 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +16,22 @@ import torch
 
 from fedmist.atomic import write_json_atomic
 from fedmist.data.loaders import load_test_dataset
+from fedmist.models.cloud_train import CloudTrainState, evaluate_cloud, train_cloud
+from fedmist.models.extract import channel_features
 from fedmist.models.parts import build_job_model, split_parts
 from fedmist.models.weights import load_weights, save_weights
 from fedmist.privacy.accounting import job_privacy_report
 from fedmist.spec.params import MISTNET_NEEDS_EPSILON
 from fedmist.transport import ws
-from fedmist.wire.envelope import Limits
-from fedmist.wire.arrays import encode_arrays
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import encode_arrays
+from fedmist.wire.envelope import Limits
 from fedmist.worker.checkpoint import CheckpointStore, job_spec_fields, spec_hash
-from fedmist.models.cloud_train import CloudTrainState, evaluate_cloud, train_cloud
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
-from fedmist.models.extract import channel_features
 from fedmist.worker.mistnet.feature_store import StoreSource, open_complete_stores, read_manifest
-from fedmist.worker.report import Reporter
 from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer, task_fingerprint
+from fedmist.worker.report import Reporter
 
 log = logging.getLogger("fedmist.aggregator")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import ProtocolError
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire import detect_records
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import ProtocolError
 
 
 class RecordsRefused(ProtocolError):

@@ -21,16 +21,16 @@ import torch
 
 from fedmist.data.loaders import load_dataset
 from fedmist.data.tensors import probe_batch
+from fedmist.models.extract import feature_shape_of, iter_extract, load_edge_weights
 from fedmist.models.parts import build_job_model, split_parts
 from fedmist.privacy.edge import EdgePrivacy, features_fingerprint
 from fedmist.privacy.ledger import Release
 from fedmist.privacy.noise import CoupledNoise, data_fingerprint, randomized_bits, randomized_labels
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
-from fedmist.wire.envelope import Envelope, ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import Envelope, ProtocolError
 from fedmist.worker.context import WorkerContext
-from fedmist.models.extract import feature_shape_of, iter_extract, load_edge_weights
 from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
 from fedmist.worker.report import Reporter
 

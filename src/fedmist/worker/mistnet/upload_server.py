@@ -19,11 +19,11 @@ from typing import Any
 
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.gate import ConnectionGate
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
-from fedmist.worker.mistnet.edge_epsilon import check_edge_epsilon
 from fedmist.worker.errors import JobFailure
+from fedmist.worker.mistnet.edge_epsilon import check_edge_epsilon
 from fedmist.worker.mistnet.feature_store import StoreManifest, WorkerStore, read_manifest
 from fedmist.worker.mistnet.record_check import RecordCheck, RecordsRefused
 from fedmist.worker.safe_path import safe_child

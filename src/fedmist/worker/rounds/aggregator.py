@@ -20,19 +20,19 @@ import torch
 
 from fedmist.atomic import write_json_atomic
 from fedmist.data.loaders import load_test_dataset
+from fedmist.models.local_train import as_tensors, load_numpy_state, state_to_numpy
 from fedmist.models.parts import build_job_model
 from fedmist.models.weights import load_weights, save_weights, share_numpy_state
 from fedmist.strategy import Strategy, build_strategy
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport import ws
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import decode_weights, encode_weights, raw_parameter_bytes
 from fedmist.worker.checkpoint import CheckpointStore, job_spec_fields, spec_hash
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
-from fedmist.models.local_train import as_tensors, load_numpy_state, state_to_numpy
 from fedmist.worker.report import Reporter
 from fedmist.worker.rounds.server import OpenRound, RoundServer
-from fedmist.wire.arrays import decode_weights, encode_weights, raw_parameter_bytes
 
 log = logging.getLogger("fedmist.aggregator")
 

@@ -26,12 +26,12 @@ from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.carrier import OBJECT_META, Carrier, WsCarrier
 from fedmist.transport.gate import ConnectionGate
 from fedmist.transport.payload import drain_payload
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import decode_weights
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
 from fedmist.worker.rounds.update_bounds import check_update_size, sample_count_problem
 from fedmist.worker.rounds.update_stream import UpdateStream
-from fedmist.wire.arrays import decode_weights
 
 log = logging.getLogger("fedmist.aggregator")
 

@@ -17,20 +17,25 @@ from typing import Any
 import torch
 
 from fedmist.data.loaders import load_dataset
+from fedmist.models.local_train import (
+    LocalConfig,
+    LocalResult,
+    as_tensors,
+    load_numpy_state,
+    state_to_numpy,
+    validation_split,
+)
 from fedmist.models.parts import build_job_model
 from fedmist.spec.params import LOCAL_TRAINING_DEFAULTS
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
-from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.wire import messages as msg
+from fedmist.wire.arrays import decode_weights, encode_weights
+from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure, check_labels
-from fedmist.models.local_train import (
-    LocalConfig, LocalResult, as_tensors, load_numpy_state, state_to_numpy, validation_split,
-)
 from fedmist.worker.report import Reporter
-from fedmist.wire.arrays import decode_weights, encode_weights
 
 log = logging.getLogger("fedmist.trainer")
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from fedmist.strategy.aggregate import Layout
 from fedmist.strategy.streaming import FoldClosed, PartialFold
-from fedmist.wire.envelope import ProtocolError
 from fedmist.wire.arrays import TensorSpec, header_length, parse_header
+from fedmist.wire.envelope import ProtocolError
 
 #: Opens the fold once the header is known (``Strategy.open_fold`` bound to the worker and its samples).
 OpenFold = Callable[[Layout], PartialFold]
