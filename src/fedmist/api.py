@@ -17,7 +17,6 @@ only :meth:`Job.run` (which starts processes) or :func:`pretrain` load the heavy
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,17 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedmist.api_build import (
+    Value,
+    format_of,
+    sedna_doc,
+    suffix_of,
+    unwrap_partial,
+    with_query,
+    worker_template,
+)
 from fedmist.imports import is_import_path, module_root, path_of
 from fedmist.spec.job import ResolvedJob, resolve_job
 from fedmist.spec.load import bundle_from_documents, load_manifests
-from fedmist.spec.manifests import PYTHON_FORMAT, SEDNA_API_VERSION
+from fedmist.spec.manifests import PYTHON_FORMAT
 
 if TYPE_CHECKING:  # only for the annotation: the launcher is imported when a job runs
     from fedmist.launch.spawn import Zygote
 
 __all__ = ["Edge", "Job", "RunResult", "load_job", "parse_path_map", "pretrain"]
 
-Value = str | int | float | bool
 DEFAULT_TIMEOUT_S = 24 * 3600.0
 
 
@@ -175,8 +182,8 @@ class Job:
                   options: Mapping[str, str] | None = None) -> str:
         if isinstance(data, Path) or (isinstance(data, str) and not is_import_path(data)):
             return str(data)
-        loader, bound = _unwrap_partial(data, what)
-        return _with_query(self._import_name(loader, what), {**({"split": split} if split else {}), **bound,
+        loader, bound = unwrap_partial(data, what)
+        return with_query(self._import_name(loader, what), {**({"split": split} if split else {}), **bound,
                                                              **(options or {})})
 
     def _documents(self, name: str, edges: list[Edge], agg_env: Mapping[str, Value | None],
@@ -187,19 +194,19 @@ class Job:
         for index, edge in enumerate(edges, start=1):
             node = edge.name or f"edge{index}"
             url = self._data_url(edge.data, edge.split, f"edges[{index - 1}].data", edge.options)
-            fmt = edge.format or _format_of(edge.data, url)
-            docs.append(_doc("Dataset", f"{node}-data", {"url": url, "format": fmt, "nodeName": node}))
+            fmt = edge.format or format_of(edge.data, url)
+            docs.append(sedna_doc("Dataset", f"{node}-data", {"url": url, "format": fmt, "nodeName": node}))
             workers.append({"dataset": {"name": f"{node}-data"},
-                            "template": _template(node, {**shared, **edge.env})})
-        docs.append(_doc("Model", f"{name}-model", {"url": str(model_url), "format": _suffix(model_url)}))
+                            "template": worker_template(node, {**shared, **edge.env})})
+        docs.append(sedna_doc("Model", f"{name}-model", {"url": str(model_url), "format": suffix_of(model_url)}))
         spec: dict[str, Any] = {
-            "aggregationWorker": {"model": {"name": f"{name}-model"}, "template": _template("cloud", agg_env)},
+            "aggregationWorker": {"model": {"name": f"{name}-model"}, "template": worker_template("cloud", agg_env)},
             "trainingWorkers": workers,
         }
         if pretrained is not None:
-            docs.append(_doc("Model", f"{name}-pretrained", {"url": str(pretrained), "format": _suffix(pretrained)}))
+            docs.append(sedna_doc("Model", f"{name}-pretrained", {"url": str(pretrained), "format": suffix_of(pretrained)}))
             spec["pretrainedModel"] = {"name": f"{name}-pretrained"}
-        docs.append(_doc("FederatedLearningJob", name, spec))
+        docs.append(sedna_doc("FederatedLearningJob", name, spec))
         return docs
 
     # -- what the job is ---------------------------------------------------------------------------------------
@@ -339,64 +346,15 @@ def pretrain(model: str | Callable[..., Any], data: str | Path | Callable[..., A
     name = model if isinstance(model, str) else path_of(model, "model")
     bound: dict[str, str] = {}
     if callable(data) and not isinstance(data, (str, Path)):
-        loader, bound = _unwrap_partial(data, "data")
+        loader, bound = unwrap_partial(data, "data")
         data = path_of(loader, "data")
     url = str(data)
-    fmt = format or _format_of(data, url)
+    fmt = format or format_of(data, url)
     if fmt == PYTHON_FORMAT:
         given = {part.partition("=")[0] for part in url.partition("?")[2].split("&") if part}
-        url = _with_query(url, {k: v for k, v in {"split": split, **bound, **(options or {})}.items()
+        url = with_query(url, {k: v for k, v in {"split": split, **bound, **(options or {})}.items()
                                 if k not in given})
     inputs, labels = load_dataset(url, fmt)
     state = train_public(inputs, labels, model=name, epochs=epochs, batch_size=batch_size, max_lr=max_lr, seed=seed,
                          cut_layer=cut_layer, channel_epsilon=channel_epsilon, threads=threads, on_epoch=on_epoch)
     return save_weights(state, out)
-
-
-def _unwrap_partial(data: Any, what: str) -> tuple[Any, dict[str, str]]:
-    """``functools.partial(loader, root="/x")`` -> ``(loader, {"root": "/x"})``: bound keywords travel as the
-    url's options (text), so a worker process can rebuild the call. Positional arguments cannot."""
-    if not isinstance(data, functools.partial):
-        return data, {}
-    if data.args:
-        raise ValueError(f"{what}: bind loader options by keyword (functools.partial(loader, root=...)), "
-                         f"not by position")
-    return data.func, {key: str(value) for key, value in data.keywords.items()}
-
-
-def _with_query(url: str, options: Mapping[str, str]) -> str:
-    """``url`` with ``options`` appended as ``?name=value&...`` (values must not contain ``&``)."""
-    for key, value in options.items():
-        if "&" in str(value) or not key.isidentifier():
-            raise ValueError(f"loader option {key}={value!r}: names must be identifiers and values must not contain '&'")
-    if not options:
-        return url
-    return url + ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in options.items())
-
-
-def _format_of(data: object, url: str) -> str:
-    if (callable(data) and not isinstance(data, (str, Path))) or is_import_path(url):
-        return PYTHON_FORMAT
-    return {"txt": "txt", "csv": "csv"}.get(Path(url).suffix.lower().lstrip("."), "idx")
-
-
-def _suffix(url: str | Path) -> str:
-    return Path(str(url)).suffix.lstrip(".") or "pth"
-
-
-def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": SEDNA_API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def _template(node: str, env: Mapping[str, Value | None]) -> dict[str, Any]:
-    values = [{"name": key, "value": _env_text(value)} for key, value in env.items() if value is not None]
-    return {"spec": {"nodeName": node, "containers": [{"image": "fedmist/worker:0.1", "name": "worker", "env": values}]}}
-
-
-def _env_text(value: Value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return str(value)
-

@@ -46,9 +46,15 @@ def test_each_image_becomes_a_png_of_its_own_size(model_file: Path, tmp_path: Pa
 
 
 def test_a_missing_image_is_a_one_line_value_error(model_file: Path, tmp_path: Path) -> None:
-    # (A file that is not an image escapes as ModuleNotFoundError: ultralytics' patched Image.open reaches for
-    # pi_heif on UnidentifiedImageError -- reported to the lead, src/ not changed here.)
     missing = tmp_path / "missing.jpg"
     with pytest.raises(ValueError) as info:
         predict_images(model_file, [missing], tmp_path / "out")
     assert str(info.value) == f"{missing}: unreadable image ([Errno 2] No such file or directory: '{missing}')"
+
+
+def test_a_file_that_is_not_an_image_is_a_one_line_value_error(model_file: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(ValueError) as info:
+        predict_images(model_file, [text], tmp_path / "out")
+    assert str(info.value) == f"{text}: not an image (PIL cannot identify its format)"

@@ -48,6 +48,10 @@ def predict_images(model_path: str | Path, images: list[Path], out: Path, *, con
                 canvas, scale, pad = letterbox(img, size)
         except OSError as exc:
             raise ValueError(f"{path}: unreadable image ({exc})") from None
+        except ImportError:
+            # ultralytics patches Image.open to try HEIF through pi_heif when PIL cannot identify a file, so a
+            # file that is not an image surfaces as ImportError (pi_heif is not installed), not as OSError
+            raise ValueError(f"{path}: not an image (PIL cannot identify its format)") from None
         x = torch.from_numpy(canvas.transpose(2, 0, 1).copy())[None].float() / 255.0
         with torch.inference_mode():
             raw = model(x)
