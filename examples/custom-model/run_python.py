@@ -15,11 +15,12 @@ import functools
 import sys
 from pathlib import Path
 
-import fedmist
 from fmnist_cnn.data import load_pngs
 from fmnist_cnn.model import small_cnn
 from fmnist_cnn.strategy import FedAvgM
 from fmnist_cnn.training import FlipSmoothTrainer
+
+import fedmist
 
 HERE = Path(__file__).resolve().parent
 
