@@ -71,3 +71,19 @@ def test_the_scanner_reads_every_form_of_reference(tmp_path: Path) -> None:
     finally:
         REPO = saved
     assert refs == [("src/m.py", 1, "4"), ("src/m.py", 2, "5.2"), ("src/m.py", 2, "5.3"), ("src/m.py", 3, "12.3")]
+
+
+def _layout_block() -> str:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1]
+    return section.split("```\n", 2)[1]
+
+
+def test_readme_layout_draws_every_package_and_only_existing_ones() -> None:
+    """README's layout section has one line per package folder of src/fedmist (issue 18): a new folder without a
+    line, or a line for a folder that is gone, fails here."""
+    drawn = {line.split()[0].rstrip("/") for line in _layout_block().splitlines()
+             if line.startswith("src/fedmist/") and not line.split()[0].endswith("*.py")}
+    packages = {str(init.parent.relative_to(REPO)) for init in (REPO / "src" / "fedmist").rglob("__init__.py")
+                if init.parent != REPO / "src" / "fedmist"}
+    assert drawn == packages, f"missing: {sorted(packages - drawn)}, gone: {sorted(drawn - packages)}"
