@@ -51,6 +51,7 @@ from fedmist.privacy.channel import _check_eps
 FINGERPRINT_VERSION = b"fedmist-data-v1"
 MAX_ROUNDS = 100_000  # replacement rounds per batch; the Poisson tail ends far earlier (eps >= 1e-9)
 _TWO_53 = float(2 ** 53)
+CHUNK = 1 << 16  # elements per block of the round loop (see CoupledNoise.apply)
 
 
 def data_fingerprint(images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> str:
@@ -124,6 +125,15 @@ class CoupledNoise:
         flat = out.reshape(-1)
         first = start * (out.size // len(out))
         floor = math.exp(-horizon)  # an event happens before the horizon while the uniforms' product stays above
+        # Blocks of CHUNK elements keep the round loop's uint64/float64 temporaries in cache (one pass over a
+        # whole edge's 30 M bits at once is memory-bound). Each element's words depend only on its global
+        # index, so the blocking does not change a single output bit.
+        for offset in range(0, flat.size, CHUNK):
+            self._replace(flat[offset:offset + CHUNK], first + offset, floor, eps)
+        return out
+
+    def _replace(self, flat: np.ndarray, first: int, floor: float, eps: float) -> None:
+        """Run the replacement rounds over ``flat`` (a view, changed in place), elements ``first ..``."""
         survival = np.ones(flat.size)
         active = np.arange(flat.size)
         for round_index in range(MAX_ROUNDS):
@@ -132,7 +142,7 @@ class CoupledNoise:
             survival[active] *= ((spacing >> np.uint64(11)).astype(np.float64) + 0.5) / _TWO_53
             active = active[survival[active] >= floor]
             if active.size == 0:
-                return out
+                return
             symbol = self._word(keys, active + first, 1)
             chosen = ((symbol >> np.uint64(32)) * np.uint64(self.k)) >> np.uint64(32)
             flat[active] = chosen.astype(flat.dtype)
