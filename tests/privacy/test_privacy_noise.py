@@ -4,6 +4,7 @@ than the larger-epsilon one."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -53,6 +54,14 @@ def test_same_data_same_bits_whatever_the_batching(bits) -> None:
     assert np.array_equal(whole, parts)  # a resumed upload reproduces what was sent
     again = randomized_bits(_noise(), torch.from_numpy(bits), 2.0, 0).numpy()
     assert np.array_equal(again, whole)
+
+
+def test_the_stream_is_pinned_across_versions(bits) -> None:
+    """An edge upgraded mid-upload must reproduce the bits it sent before (the aggregator checks the whole
+    upload's hash): any change to the stream's definition, or to how apply() blocks its work, fails here."""
+    out = _noise().apply(bits, 2.0, 0)
+    digest = hashlib.sha256(np.packbits(out).tobytes()).hexdigest()
+    assert digest == "6fb3c894e58faa472ec3fc903d18dcd7443e42ff02e11002bad60276b898e3e1"
 
 
 def test_changed_data_or_another_secret_gets_fresh_noise(bits) -> None:
