@@ -68,11 +68,20 @@ class KubeApiServer:
 
     def stop(self) -> None:
         if self._runner is not None:
-            self._loop.call_soon_threadsafe(self.stopping.set)
-            self.call_async(self._runner.cleanup)
+            self.call_async(self._shutdown)
             self._runner = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        """End the watches (open streams would hold the runner's cleanup), then the server."""
+        self.stopping.set()
+        assert self._runner is not None
+        await self._runner.cleanup()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def __enter__(self) -> KubeApiServer:
         return self.start()
