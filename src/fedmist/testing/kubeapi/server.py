@@ -49,6 +49,7 @@ class KubeApiServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubeapi", daemon=True)
         self._runner: web.AppRunner | None = None
         self.stopping = asyncio.Event()
+        self.watch_queues: set[asyncio.Queue] = set()  # open watches, ended at shutdown
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> KubeApiServer:
@@ -76,6 +77,9 @@ class KubeApiServer:
     async def _shutdown(self) -> None:
         """End the watches (open streams would hold the runner's cleanup), then the server."""
         self.stopping.set()
+        for queue in list(self.watch_queues):
+            queue._queue.clear()  # type: ignore[attr-defined]
+            queue.put_nowait(None)
         assert self._runner is not None
         await self._runner.cleanup()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

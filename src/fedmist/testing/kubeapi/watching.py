@@ -115,6 +115,7 @@ async def serve_watch(server: KubeApiServer, request: web.Request, route: Route)
 
     if not any(e["type"] == "ERROR" for e in backlog):
         store.subscribers.append(subscriber)
+    server.watch_queues.add(queue)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
@@ -135,12 +136,15 @@ async def serve_watch(server: KubeApiServer, request: web.Request, route: Route)
                 if request.transport is None or request.transport.is_closing():
                     break
                 continue
+            if event is None:  # the server stops
+                break
             await response.write(json.dumps(event).encode() + b"\n")
             if event["type"] == "ERROR":
                 break
     except (ConnectionError, ApiError):
         pass
     finally:
+        server.watch_queues.discard(queue)
         if subscriber in store.subscribers:
             store.subscribers.remove(subscriber)
     return response
