@@ -74,8 +74,7 @@ class Kubelet:
     def stop(self) -> None:
         """Stop the loops and kill every process (the node goes away; the API is left as it is)."""
         self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
+        self._threads[1].join(15)  # the watch thread (a daemon) ends at its next event or timeout
         for run in list(self.running.values()):
             self._signal(run, run.runs, signal.SIGKILL)
 
