@@ -147,9 +147,10 @@ def start_cluster(root: Path, host_paths: Mapping[str, Path], namespace: str = "
     return cluster
 
 
-def example_documents(path: Path, allow_plain_ws: bool = True, **agg_env: str) -> list[dict[str, Any]]:
+def example_documents(path: Path, trainer_env: Mapping[str, str] | None = None, **agg_env: str
+                      ) -> list[dict[str, Any]]:
     """The example's documents (the job last, as written), every worker allowed plain ws (the emulated cluster
-    has no per-job TLS Secret) and the aggregator's env changed as given."""
+    has no per-job TLS Secret), the aggregator's env changed as given and each trainer's by ``trainer_env``."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
     job = next(d for d in docs if d["kind"] == "FederatedLearningJob")
     templates = [job["spec"]["aggregationWorker"]["template"],
@@ -157,9 +158,7 @@ def example_documents(path: Path, allow_plain_ws: bool = True, **agg_env: str) -
     for index, template in enumerate(templates):
         container = template["spec"]["containers"][0]
         env = {e["name"]: e["value"] for e in container.get("env", [])}
-        if allow_plain_ws:
-            env["allow_plain_ws"] = "true"
-        if index == 0:
-            env.update(agg_env)
+        env["allow_plain_ws"] = "true"
+        env.update(agg_env if index == 0 else trainer_env or {})
         container["env"] = [{"name": k, "value": v} for k, v in env.items()]
     return docs
