@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 FEDAVG = REPO / "examples" / "mnist-fedavg" / "job.yaml"
 MISTNET = REPO / "examples" / "mnist-mistnet" / "job.yaml"
 TERMINAL = ("Succeeded", "Failed")
+OPERATOR = "system:serviceaccount:fedmist-system:fedmist-operator"
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,27 @@ def _phase(*wanted: str):
     return lambda job: (job.get("status") or {}).get("phase") in wanted
 
 
+def _settled(job: dict[str, Any]) -> bool:
+    """Finished, and every worker's end recorded (trainers exit just after the aggregator)."""
+    status = job.get("status") or {}
+    return status.get("phase") in TERMINAL and all(
+        w.get("phase") in TERMINAL for w in (status.get("workers") or {}).values())
+
+
 def _status_of(cluster: Cluster, plural: str, name: str) -> dict[str, Any]:
     return (cluster.get(f"{GROUP_PATH}/namespaces/{cluster.namespace}/{plural}/{name}") or {}).get("status") or {}
 
 
 def _created_pods(cluster: Cluster) -> list[str]:
     """Every pod the operator created (201s of POST .../pods), in order."""
-    return [path for method, path, code in cluster.api.requests
+    return [path for _, method, path, code in cluster.api.requests
             if method == "POST" and path.endswith("/pods") and code == 201]
+
+
+def _refused(cluster: Cluster) -> list[tuple[str, str, str, int]]:
+    """The operator's requests the API refused for its rights or credentials (401/403)."""
+    return [r for r in cluster.api.requests if r[0] == OPERATOR and r[3] in (401, 403)] + \
+        [r for r in cluster.api.requests if r[0] == "" and r[3] == 401]
 
 
 def _pod_log(cluster: Cluster, pod: str, container: str) -> str:
@@ -57,7 +71,8 @@ def _pod_log(cluster: Cluster, pod: str, container: str) -> str:
 
 
 def test_fedavg_example_succeeds_adopted_across_an_operator_restart_and_matches_fedmist_run(png_data, tmp_path):
-    docs = example_documents(FEDAVG, {"learning_rate": "0.05"}, exit_round="3")
+    # 3 local epochs: rounds of a second or more, so the operator's 1 s polls see them go by
+    docs = example_documents(FEDAVG, {"learning_rate": "0.05", "epochs": "3"}, exit_round="3")
     cluster = start_cluster(tmp_path / "cluster", {"/data": png_data, "/model": tmp_path / "model"})
     try:
         cluster.apply(docs)
@@ -66,7 +81,7 @@ def test_fedavg_example_succeeds_adopted_across_an_operator_restart_and_matches_
         cluster.stop_operator()  # mid-job: the pods run on; a new operator must adopt them, not add more
         time.sleep(1.5)
         cluster.start_operator()
-        job = cluster.wait_job("mnist-fedavg", _phase(*TERMINAL), 150)
+        job = cluster.wait_job("mnist-fedavg", _settled, 150)
         model_status = _status_of(cluster, "models", "fmnist-fedavg-model")
         datasets = {d: _status_of(cluster, "datasets", d) for d in ("edge1-fmnist-dataset", "edge2-fmnist-dataset")}
         created = _created_pods(cluster)
@@ -74,6 +89,7 @@ def test_fedavg_example_succeeds_adopted_across_an_operator_restart_and_matches_
         cluster.close()
     status = job["status"]
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)[-3000:]
+    assert _refused(cluster) == []  # deploy/rbac.yaml's ClusterRole grants all the operator did
     assert len(created) == 3, created  # one pod per worker, none duplicated by the restarted operator
     assert cluster.operator_starts == 2
     # the printer columns moved while it ran: Running, rounds counting up, all workers ready

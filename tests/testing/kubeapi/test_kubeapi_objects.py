@@ -158,6 +158,8 @@ def test_garbage_collector_cascades_in_the_background_or_orphans(api):
 def test_a_pod_bound_to_a_node_is_deleted_gracefully_until_its_kubelet_finishes(api):
     ok(api, "POST", PODS, pod_body("bound", node="edge1"))
     assert ok(api, "GET", f"{PODS}/bound")["status"]["phase"] == "Pending"
+    code, reply = call(api, "PATCH", f"{PODS}/bound", {"spec": {"nodeName": "edge2"}}, content_type=MERGE)
+    assert code == 422 and "pod updates may not change fields" in reply["message"]
     marked = ok(api, "DELETE", f"{PODS}/bound")
     assert marked["metadata"]["deletionGracePeriodSeconds"] == 30 and marked["metadata"]["deletionTimestamp"]
     assert ok(api, "GET", f"{PODS}/bound")["metadata"]["deletionTimestamp"]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from fedmist.testing.kubeapi.watching import Route, serve_list, serve_watch
 
 T = TypeVar("T")
 MAX_BODY = 8 * 1024 * 1024
+REQUEST_LOG = 100_000
 VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
 
@@ -44,7 +46,8 @@ class KubeApiServer:
         self.admin_token = secrets.token_urlsafe(24)
         self.tokens: dict[str, rbac.User] = {self.admin_token: rbac.User("admin", ("system:masters",))}
         self.url = ""
-        self.requests: list[tuple[str, str, int]] = []  # (method, path with query, status): what clients sent
+        # (user, method, path with query, status) of the latest requests: what clients sent, and what came of it
+        self.requests: deque[tuple[str, str, str, int]] = deque(maxlen=REQUEST_LOG)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubeapi", daemon=True)
         self._runner: web.AppRunner | None = None
@@ -135,22 +138,18 @@ class KubeApiServer:
 
     # -- requests -----------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        try:
-            response = await self._dispatch(request)
-        except ApiError as exc:
-            response = _json(exc.status(), exc.code)
-        self.requests.append((request.method, request.path_qs, response.status))
-        return response
-
-    def _user(self, request: web.Request) -> rbac.User:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         user = self.tokens.get(token) if scheme.lower() == "bearer" else None
-        if user is None:
-            raise rbac.unauthorized()
-        return user
+        try:
+            if user is None:
+                raise rbac.unauthorized()
+            response = await self._dispatch(request, user)
+        except ApiError as exc:
+            response = _json(exc.status(), exc.code)
+        self.requests.append((user.name if user else "", request.method, request.path_qs, response.status))
+        return response
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        user = self._user(request)
+    async def _dispatch(self, request: web.Request, user: rbac.User) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         if request.method == "GET" and (len(parts) <= 1 or parts == ["api", "v1"] or (
                 parts[0] == "apis" and len(parts) <= 3)):

@@ -122,6 +122,8 @@ class Store:
             obj.pop("status", None)  # a CR's status is written through /status only
         if resource.kind == "Pod":
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+        elif resource.kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
         self._fold_string_data(obj)
         obj = self._validate(resource, obj, name)
         meta = obj["metadata"]
