@@ -21,7 +21,7 @@ import yaml
 from e2e_helpers import REPO
 
 from fedmist.testing.kubeapi import KubeApiServer, User
-from fedmist.testing.kubelet import Kubelet, NodeConfig
+from fedmist.testing.kubelet import ApiClient, Kubelet, NodeConfig
 
 GROUP_PATH = "/apis/sedna.io/v1alpha1"
 NODES = ("cloud", "edge1", "edge2")
@@ -140,7 +140,7 @@ def start_cluster(root: Path, host_paths: Mapping[str, Path], namespace: str = "
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "PYTHONPATH": str(Path(fedmist.__file__).resolve().parents[1]),
                 "HOME": str(root), "OMP_NUM_THREADS": "1", "FEDMIST_THREADS": "1"}
-    kubelet = Kubelet(api.url, api.admin_token, NODES,
+    kubelet = Kubelet(ApiClient(api.url, api.admin_token), NODES,
                       NodeConfig(root=root / "node", host_paths=dict(host_paths), base_env=base_env)).start()
     cluster = Cluster(api, kubelet, root, namespace, env)
     cluster.start_operator()

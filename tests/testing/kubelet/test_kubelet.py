@@ -25,7 +25,7 @@ PODS = "/api/v1/namespaces/default/pods"
 def cluster(tmp_path) -> Iterator[tuple[ApiClient, Path]]:
     api = KubeApiServer().start()
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{SRC}:{HERE}"}
-    kubelet = Kubelet(api.url, api.admin_token, ["edge1"], NodeConfig(
+    kubelet = Kubelet(ApiClient(api.url, api.admin_token), ["edge1"], NodeConfig(
         root=tmp_path / "node", host_paths={"/out": tmp_path / "shared"}, base_env=env)).start()
     yield ApiClient(api.url, api.admin_token), tmp_path
     kubelet.stop()

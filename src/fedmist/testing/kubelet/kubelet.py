@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from fedmist.testing.kubelet.podspec import ContainerRun, NodeConfig, NotReady, 
 log = logging.getLogger("fedmist.kubelet")
 STEP_S = 0.2
 STOP_WAIT_S = 10.0  # longest wait for a process to end after SIGTERM before SIGKILL
+HEARTBEAT_S = 10.0  # Node status refresh: a real control plane's node lifecycle controller wants one in 40 s
 
 
 def _now() -> str:
@@ -47,8 +49,8 @@ class PodRun:
 
 
 class Kubelet:
-    def __init__(self, url: str, token: str, nodes: Iterable[str], config: NodeConfig) -> None:
-        self.client = ApiClient(url, token)
+    def __init__(self, client: ApiClient, nodes: Iterable[str], config: NodeConfig) -> None:
+        self.client = client
         self.nodes = frozenset(nodes)
         self.config = config
         self.hosts = config.root / "hosts.json"
@@ -61,6 +63,7 @@ class Kubelet:
         self._ip_of: dict[str, str] = {}  # uid -> the pod's IP (kept while it waits to start)
         self._next_try: dict[str, float] = {}
         self._hosts_at = 0.0
+        self._heartbeat_at = 0.0
         self._threads = [threading.Thread(target=self._watch_loop, name="kubelet-watch", daemon=True),
                          threading.Thread(target=self._work_loop, name="kubelet-work", daemon=True)]
 
@@ -119,6 +122,9 @@ class Kubelet:
         if time.monotonic() > self._hosts_at:
             self._hosts_at = time.monotonic() + 0.5
             self._write_hosts(pods)
+        if time.monotonic() > self._heartbeat_at:
+            self._heartbeat_at = time.monotonic() + HEARTBEAT_S
+            self._heartbeat()
         for uid, pod in pods.items():
             if pod["spec"].get("nodeName") not in self.nodes or uid in self.running:
                 continue
@@ -242,6 +248,22 @@ class Kubelet:
                                  {"type": "ContainersReady", "status": ready}, {"type": "Ready", "status": ready}]}
         meta = run.pod["metadata"]
         self.client.patch_pod_status(meta["namespace"], meta["name"], status)
+
+    def _heartbeat(self) -> None:
+        """Register the nodes (a real control plane garbage-collects pods bound to a node that does not exist)
+        and keep them Ready."""
+        ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                 "message": "fedmist process kubelet", "lastHeartbeatTime": _now()}]}
+        for node in sorted(self.nodes):
+            if self.client.call("GET", f"/api/v1/nodes/{node}") is None:
+                try:
+                    self.client.call("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {
+                        "name": node, "labels": {"kubernetes.io/hostname": node}}})
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 409:
+                        raise
+            self.client.call("PATCH", f"/api/v1/nodes/{node}/status", {"status": ready},
+                             "application/merge-patch+json")
 
     def _write_hosts(self, pods: dict[str, dict[str, Any]]) -> None:
         """``<service>.<namespace>`` -> the IP of a running pod its selector matches (what cluster DNS and
