@@ -70,7 +70,10 @@ def _pod_log(cluster: Cluster, pod: str, container: str) -> str:
                                                                     f"{container}.log")))
 
 
-def test_fedavg_example_succeeds_adopted_across_an_operator_restart_and_matches_fedmist_run(png_data, tmp_path):
+def test_fedavg_example_end_to_end_through_the_operator(png_data, tmp_path):
+    """Applied through the API, the example succeeds; the operator restarted mid-job adopts it (no duplicate pod);
+    the printer columns move; Model and Datasets get their status; the status is ``fedmist run``'s for the same
+    job plus the Kubernetes keys; deleting the job removes all it owns."""
     # 3 local epochs: rounds of a second or more, so the operator's 1 s polls see them go by
     docs = example_documents(FEDAVG, {"learning_rate": "0.05", "epochs": "3"}, exit_round="3")
     cluster = start_cluster(tmp_path / "cluster", {"/data": png_data, "/model": tmp_path / "model"})
@@ -85,6 +88,14 @@ def test_fedavg_example_succeeds_adopted_across_an_operator_restart_and_matches_
         model_status = _status_of(cluster, "models", "fmnist-fedavg-model")
         datasets = {d: _status_of(cluster, "datasets", d) for d in ("edge1-fmnist-dataset", "edge2-fmnist-dataset")}
         created = _created_pods(cluster)
+        # kubectl delete fl: kopf's finalizer is released by the operator, then everything the job owns goes
+        cluster.request("DELETE", f"{GROUP_PATH}/namespaces/{cluster.namespace}/federatedlearningjobs/mnist-fedavg")
+        deadline = time.monotonic() + 30
+        while cluster.job("mnist-fedavg") or cluster.pods("mnist-fedavg") or cluster.get(
+                f"/api/v1/namespaces/{cluster.namespace}/services/mnist-fedavg-aggregation"):
+            assert time.monotonic() < deadline, (cluster.job("mnist-fedavg"), cluster.pods("mnist-fedavg"))
+            time.sleep(0.2)
+        assert cluster.get(f"/api/v1/namespaces/{cluster.namespace}/secrets/mnist-fedavg-fedmist-token") is None
     finally:
         cluster.close()
     status = job["status"]
