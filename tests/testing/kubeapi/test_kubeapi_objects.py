@@ -116,6 +116,18 @@ def test_label_and_field_selectors(api):
     assert call(api, "GET", f"{PODS}?labelSelector=a%3D%3D%3Db")[0] == 400
 
 
+def test_lists_come_in_chunks_with_a_continue_token(api):
+    for name in ("a", "b", "c"):
+        ok(api, "POST", PODS, pod_body(name))
+    first = ok(api, "GET", f"{PODS}?limit=2")
+    assert [p["metadata"]["name"] for p in first["items"]] == ["a", "b"]
+    assert first["metadata"]["remainingItemCount"] == 1 and "kind" not in first["items"][0]  # as for built-ins
+    rest = ok(api, "GET", f"{PODS}?limit=2&continue={first['metadata']['continue']}")
+    assert [p["metadata"]["name"] for p in rest["items"]] == ["c"] and "continue" not in rest["metadata"]
+    assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert call(api, "GET", f"{PODS}?continue=bogus")[0] == 400
+
+
 def test_namespaces_scope_objects_and_must_exist(api):
     assert call(api, "POST", "/api/v1/namespaces/nowhere/pods", pod_body("p"))[1]["message"] == \
         'namespaces "nowhere" not found'

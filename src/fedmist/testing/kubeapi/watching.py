@@ -9,6 +9,7 @@ kopf relist, and an object that stops (starts) matching a selector is sent as DE
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,11 +55,31 @@ def _as_item(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve_list(store: Store, request: web.Request, route: Route) -> dict[str, Any]:
+    """A list, in chunks of ``limit`` with a ``continue`` token (kopf lists that way); a chunk after the first
+    is cut from the objects as they are then, not from a snapshot of the first (a kube-apiserver keeps one)."""
     match = _matcher(request.query, route)
     items = [_as_item(route.resource, obj) for obj in store.list(route.resource, route.namespace or None)
              if match(obj)]
-    return {"kind": f"{route.resource.kind}List", "apiVersion": route.resource.api_version,
-            "metadata": {"resourceVersion": str(store.rv)}, "items": items}
+    meta: dict[str, Any] = {"resourceVersion": str(store.rv)}
+    start = 0
+    if request.query.get("continue"):
+        try:
+            token = json.loads(base64.urlsafe_b64decode(request.query["continue"]))
+            start, meta["resourceVersion"] = int(token["start"]), str(token["rv"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, "BadRequest", "continue key is not valid") from None
+    limit = request.query.get("limit", "")
+    if limit.isdigit() and int(limit) > 0:
+        end = start + int(limit)
+        if end < len(items):
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"rv": meta["resourceVersion"], "start": end}).encode()).decode()
+            meta["remainingItemCount"] = len(items) - end
+        items = items[start:end]
+    else:
+        items = items[start:]
+    return {"kind": f"{route.resource.kind}List", "apiVersion": route.resource.api_version, "metadata": meta,
+            "items": items}
 
 
 def _gone(since: str, oldest: int) -> dict[str, Any]:
