@@ -49,8 +49,14 @@ def _settled(job: dict[str, Any]) -> bool:
         w.get("phase") in TERMINAL for w in (status.get("workers") or {}).values())
 
 
-def _status_of(cluster: Cluster, plural: str, name: str) -> dict[str, Any]:
-    return (cluster.get(f"{GROUP_PATH}/namespaces/{cluster.namespace}/{plural}/{name}") or {}).get("status") or {}
+def _status_of(cluster: Cluster, plural: str, name: str, key: str, timeout_s: float = 15) -> dict[str, Any]:
+    """A Dataset's or Model's status once it has ``key`` (the operator writes them just after the job's)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = (cluster.get(f"{GROUP_PATH}/namespaces/{cluster.namespace}/{plural}/{name}") or {}).get("status")
+        if key in (status or {}) or time.monotonic() > deadline:
+            return status or {}
+        time.sleep(0.2)
 
 
 def _created_pods(cluster: Cluster) -> list[str]:
@@ -85,8 +91,9 @@ def test_fedavg_example_end_to_end_through_the_operator(png_data, tmp_path):
         time.sleep(1.5)
         cluster.start_operator()
         job = cluster.wait_job("mnist-fedavg", _settled, 150)
-        model_status = _status_of(cluster, "models", "fmnist-fedavg-model")
-        datasets = {d: _status_of(cluster, "datasets", d) for d in ("edge1-fmnist-dataset", "edge2-fmnist-dataset")}
+        model_status = _status_of(cluster, "models", "fmnist-fedavg-model", "metrics")
+        datasets = {d: _status_of(cluster, "datasets", d, "numberOfSamples")
+                    for d in ("edge1-fmnist-dataset", "edge2-fmnist-dataset")}
         created = _created_pods(cluster)
         # kubectl delete fl: kopf's finalizer is released by the operator, then everything the job owns goes
         cluster.request("DELETE", f"{GROUP_PATH}/namespaces/{cluster.namespace}/federatedlearningjobs/mnist-fedavg")
@@ -173,9 +180,9 @@ def test_mistnet_demo_job_succeeds_though_a_trainer_pod_is_deleted_mid_upload(mi
         received = _aggregator_view(cluster, "mnist-mistnet", "edge1")["received"]
         cluster.delete_pod("mnist-mistnet-edge1")
         job = cluster.wait_job("mnist-mistnet", _phase(*TERMINAL), 150)
-        model_status = _status_of(cluster, "models", "lenet5-mistnet")
-        samples = {d: _status_of(cluster, "datasets", d).get("numberOfSamples") for d in ("fmnist-edge1",
-                                                                                           "fmnist-edge2")}
+        model_status = _status_of(cluster, "models", "lenet5-mistnet", "metrics")
+        samples = {d: _status_of(cluster, "datasets", d, "numberOfSamples").get("numberOfSamples")
+                   for d in ("fmnist-edge1", "fmnist-edge2")}
         created = _created_pods(cluster)
         aggregator_log = _pod_log(cluster, "mnist-mistnet-cloud", "agg-worker")
     finally:
