@@ -119,10 +119,11 @@ class Cluster:
         self.api.stop()
 
 
-def start_cluster(root: Path, host_paths: Mapping[str, Path], namespace: str = "fl") -> Cluster:
-    """API, CRDs, RBAC, namespace, kubelet and operator, ready for jobs."""
+def start_cluster(root: Path, host_paths: Mapping[str, Path], namespace: str = "fl",
+                  version: tuple[int, int] = (1, 30)) -> Cluster:
+    """API (reporting Kubernetes ``version``), CRDs, RBAC, namespace, kubelet and operator, ready for jobs."""
     root.mkdir(parents=True, exist_ok=True)
-    api = KubeApiServer().start()
+    api = KubeApiServer(version=version).start()
     for crd in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
         api.apply_file(crd)
     api.apply_file(REPO / "deploy" / "rbac.yaml")
