@@ -182,3 +182,15 @@ def test_a_pod_bound_to_a_node_is_deleted_gracefully_until_its_kubelet_finishes(
     assert call(api, "GET", f"{PODS}/unbound")[0] == 404
     code, reply = call(api, "PATCH", f"{PODS}/unbound", {"metadata": {"labels": {"a": "b"}}}, content_type=MERGE)
     assert code == 404
+
+
+def test_a_server_older_than_1_29_drops_the_native_sidecar_field():
+    from fedmist.testing.kubeapi import KubeApiServer
+
+    sidecar = {"name": "s", "image": "x", "restartPolicy": "Always"}
+    for version, kept in (((1, 24), False), ((1, 29), True)):
+        with KubeApiServer(version=version) as old:
+            pod = ok(old, "POST", PODS, {**pod_body("p"), "spec": {"containers": [{"name": "c"}],
+                                                                   "initContainers": [sidecar]}})
+            assert ("restartPolicy" in pod["spec"]["initContainers"][0]) == kept
+            assert ok(old, "GET", "/version")["minor"] == str(version[1])

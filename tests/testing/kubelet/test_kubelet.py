@@ -97,6 +97,23 @@ def test_exit_code_fails_the_pod_and_the_native_sidecar_is_stopped_after_the_con
     assert (tmp / "shared" / "side.json").exists()
 
 
+def test_init_containers_run_to_completion_first_and_a_failed_one_fails_the_pod(cluster):
+    client, tmp = cluster
+    init = {"name": "init", "image": "probe", "command": ["python", "-m", "kubelet_probe"],
+            "args": ["/out/init.json", "0"], "volumeMounts": [{"name": "out", "mountPath": "/out"}]}
+    client.call("POST", PODS, probe_pod("ordered", ["/out/after-init.json", "0"], initContainers=[init]))
+    pod = wait_for(client, "ordered", phase("Succeeded"))
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    first = json.loads((tmp / "shared" / "init.json").read_text())["pid"]
+    assert first != json.loads((tmp / "shared" / "after-init.json").read_text())["pid"]
+    assert (tmp / "shared" / "init.json").stat().st_mtime <= (tmp / "shared" / "after-init.json").stat().st_mtime
+    client.call("POST", PODS, probe_pod("blocked", ["/out/never.json", "0"],
+                                        initContainers=[{**init, "args": ["/out/init2.json", "4"]}]))
+    pod = wait_for(client, "blocked", phase("Failed"))
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert not (tmp / "shared" / "never.json").exists()
+
+
 def test_a_deleted_pod_is_killed_by_pid_and_then_removed(cluster):
     client, tmp = cluster
     client.call("POST", PODS, probe_pod("doomed", ["/out/doomed.json", "0", "wait"]))

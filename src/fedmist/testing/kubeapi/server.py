@@ -41,7 +41,7 @@ class KubeApiServer:
     """Start with ``start()`` (or ``with``); ``url``, ``admin_token``; ``add_token`` binds more users."""
 
     def __init__(self, version: tuple[int, int] = (1, 30)) -> None:
-        self.store = Store()
+        self.store = Store(version)
         self.version = version
         self.admin_token = secrets.token_urlsafe(24)
         self.tokens: dict[str, rbac.User] = {self.admin_token: rbac.User("admin", ("system:masters",))}

@@ -37,8 +37,12 @@ def now(delta_s: float = 0.0) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=delta_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+SIDECARS_SINCE = (1, 29)  # native sidecars (an init container's restartPolicy) are served from this version on
+
+
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, version: tuple[int, int] = (1, 30)) -> None:
+        self.version = version
         self.registry = Registry()
         self.objects: dict[Key, dict[str, Any]] = {}
         self.history: deque[Event] = deque(maxlen=HISTORY)
@@ -122,6 +126,9 @@ class Store:
             obj.pop("status", None)  # a CR's status is written through /status only
         if resource.kind == "Pod":
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+            if self.version < SIDECARS_SINCE:  # an older API drops the field it does not know, silently
+                for container in (obj.get("spec") or {}).get("initContainers") or []:
+                    container.pop("restartPolicy", None)
         elif resource.kind == "Namespace":
             obj["status"] = {"phase": "Active"}
         self._fold_string_data(obj)

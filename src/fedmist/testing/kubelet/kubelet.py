@@ -41,11 +41,11 @@ class PodRun:
     restarts: dict[str, int] = field(default_factory=dict)
     started_at: str = field(default_factory=_now)
     stopping_since: float | None = None
-    phase: str = "Running"
+    phase: str = "Pending"  # Running once every init container completed and the containers started
 
     @property
     def mains(self) -> list[ContainerRun]:
-        return [r for r in self.runs if not r.sidecar]
+        return [r for r in self.runs if r.kind == "main"]
 
 
 class Kubelet:
@@ -159,12 +159,23 @@ class Kubelet:
             return
         run = PodRun(pod, ip, runs)
         pod_dir(self.config, pod).mkdir(parents=True, exist_ok=True)
-        for container in runs:
-            self._launch(run, container)
+        self._launch_next(run)
         self.running[uid] = run
         self.waiting.pop(uid, None)
         log.info("pod %s/%s started at %s", meta["namespace"], meta["name"], ip)
         self._report(run)
+
+    def _launch_next(self, run: PodRun) -> None:
+        """Start containers in order up to and including the next init container (it must complete first)."""
+        for container in run.runs:
+            if container.name in run.states:
+                if container.kind == "init" and "terminated" not in run.states[container.name]:
+                    return
+                continue
+            self._launch(run, container)
+            if container.kind == "init":
+                return
+        run.phase = "Running"
 
     def _launch(self, run: PodRun, container: ContainerRun) -> None:
         with container.log.open("ab") as out:
@@ -190,13 +201,20 @@ class Kubelet:
                     "exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started,
                     "finishedAt": _now()}}
             changed = True
-        mains_done = all("terminated" in run.states[c.name] for c in run.mains)
+            if container.kind == "init" and code == 0:
+                self._launch_next(run)
+            elif container.kind == "init":  # a failed init container fails a restartPolicy Never pod
+                for main in run.mains:
+                    run.states[main.name] = {"terminated": {"exitCode": code, "reason": "Init:Error",
+                                                            "startedAt": run.started_at, "finishedAt": _now()}}
+        mains_done = all("terminated" in run.states.get(c.name, {}) for c in run.mains)
         if mains_done and run.stopping_since is None:
             run.stopping_since = time.monotonic()
             self._signal(run, [c for c in run.runs if c.sidecar], signal.SIGTERM)
         if run.stopping_since is not None and time.monotonic() - run.stopping_since > STOP_WAIT_S:
             self._signal(run, [c for c in run.runs if c.sidecar], signal.SIGKILL)
-        if mains_done and all("terminated" in run.states[c.name] for c in run.runs) and run.phase == "Running":
+        if mains_done and all("terminated" in run.states.get(c.name, {"terminated": 1}) for c in run.runs) \
+                and run.phase in ("Pending", "Running"):
             ok = all(run.states[c.name]["terminated"]["exitCode"] == 0 for c in run.mains)
             run.phase = "Succeeded" if ok else "Failed"
             changed = True
@@ -229,10 +247,10 @@ class Kubelet:
             self.client.delete_pod_now(meta["namespace"], meta["name"], meta["uid"])
 
     def _report(self, run: PodRun) -> None:
-        def statuses(sidecar: bool) -> list[dict[str, Any]]:
+        def statuses(main: bool) -> list[dict[str, Any]]:
             result = []
-            for container in (c for c in run.runs if c.sidecar == sidecar):
-                state = run.states[container.name]
+            for container in (c for c in run.runs if (c.kind == "main") == main):
+                state = run.states.get(container.name, {"waiting": {"reason": "PodInitializing"}})
                 result.append({"name": container.name, "state": state, "ready": "running" in state,
                                "started": "running" in state, "restartCount": run.restarts.get(container.name, 0),
                                "image": next((c.get("image", "") for c in [*run.pod["spec"].get("containers", []),
@@ -240,10 +258,10 @@ class Kubelet:
                                               if c["name"] == container.name), "")})
             return result
 
-        mains = statuses(False)
+        mains = statuses(True)
         ready = "True" if run.phase == "Running" and all(s["ready"] for s in mains) else "False"
         status = {"phase": run.phase, "podIP": run.ip, "podIPs": [{"ip": run.ip}], "hostIP": "127.0.0.1",
-                  "startTime": run.started_at, "containerStatuses": mains, "initContainerStatuses": statuses(True),
+                  "startTime": run.started_at, "containerStatuses": mains, "initContainerStatuses": statuses(False),
                   "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
                                  {"type": "ContainersReady", "status": ready}, {"type": "Ready", "status": ready}]}
         meta = run.pod["metadata"]

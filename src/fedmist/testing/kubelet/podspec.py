@@ -50,7 +50,11 @@ class ContainerRun:
     argv: list[str]
     env: dict[str, str]
     log: Path
-    sidecar: bool
+    kind: str  # "init" (runs to completion first), "sidecar" (a native one) or "main"
+
+    @property
+    def sidecar(self) -> bool:
+        return self.kind == "sidecar"
 
 
 def pod_dir(config: NodeConfig, pod: Mapping[str, Any]) -> Path:
@@ -116,14 +120,13 @@ def volumes(config: NodeConfig, client: ApiClient, pod: Mapping[str, Any]) -> di
 
 def container_runs(config: NodeConfig, client: ApiClient, pod: Mapping[str, Any], ip: str, hosts: Path
                    ) -> list[ContainerRun]:
-    """Native sidecars (init containers with ``restartPolicy: Always``) first, then the containers."""
+    """The init containers in order (native sidecars, ``restartPolicy: Always``, among them), then the containers."""
     folders = volumes(config, client, pod)
     spec = pod["spec"]
-    init = spec.get("initContainers") or []
-    if any(c.get("restartPolicy") != "Always" for c in init):
-        raise NotReady("CreateContainerConfigError", "only native sidecars are run as init containers here")
     runs = []
-    for container, sidecar in [*((c, True) for c in init), *((c, False) for c in spec.get("containers") or [])]:
+    for container, kind in [*((c, "sidecar" if c.get("restartPolicy") == "Always" else "init")
+                              for c in spec.get("initContainers") or []),
+                            *((c, "main") for c in spec.get("containers") or [])]:
         mounts = sorted(((m["mountPath"].rstrip("/") or "/", folders[m["name"]] / m.get("subPath", ""))
                          for m in container.get("volumeMounts") or []), key=lambda m: len(m[0]), reverse=True)
 
@@ -138,7 +141,7 @@ def container_runs(config: NodeConfig, client: ApiClient, pod: Mapping[str, Any]
             env[item["name"]] = rewrite(_env_value(client, pod, item, ip))
         argv = [rewrite(part) for part in [*(container.get("command") or []), *(container.get("args") or [])]]
         runs.append(ContainerRun(container["name"], _python_argv(argv, ip, hosts, pod), env,
-                                 pod_dir(config, pod) / f"{container['name']}.log", sidecar))
+                                 pod_dir(config, pod) / f"{container['name']}.log", kind))
     return runs
 
 
