@@ -8,6 +8,9 @@ exponential backoff (``base * 2^(n-1)``, capped) up to ``backoff limit`` restart
 means bad configuration and is never retried. A deleted pod is recreated while the job runs (a worker that
 already succeeded is not rerun). A change of ``spec`` (its digest differs from ``status.specHash``)
 deletes every pod of the job and starts over.
+
+Phase: ``Pending`` until every worker's pod actually runs (or has run), with a ``PodsPending`` condition
+naming the pods that wait and why (unschedulable, image pull, no kubelet on the node); then ``Running``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Final
 
 from fedmist.launch.kube import jobstatus, names
 from fedmist.launch.kube.render import RenderOptions, aggregation_service, token_secret, worker_pod
-from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED
+from fedmist.launch.status import FAILED, PENDING, RUNNING, SUCCEEDED
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 
 BAD_CONFIG_EXIT: Final = 2
@@ -118,6 +121,8 @@ def reconcile(desired: Desired, observed: Observed, now: float, new_token: str,
             failure = _on_failure(plan, worker, entry, code, policy, now)
             if failure is None:
                 current[worker.name] = None  # a retry is scheduled: the worker is pending again
+                if (pod.get("status") or {}).get("phase") not in (SUCCEEDED, FAILED):
+                    plan.delete.append(str(pod["metadata"]["name"]))  # a plain sidecar keeps it alive
 
     processes = jobstatus.processes_from(job, current, {k: v["restarts"] for k, v in retries.items()})
     if failure is not None:
@@ -126,15 +131,20 @@ def reconcile(desired: Desired, observed: Observed, now: float, new_token: str,
                         if jobstatus.pod_outcome(p)[0] not in (SUCCEEDED, FAILED)]
     elif retries[job.aggregator.name].get("succeeded") and state.phase != SUCCEEDED:
         state.transition(SUCCEEDED, "JobCompleted", "the aggregator finished and saved the model")
-    elif not jobstatus.is_terminal(state.phase) and state.phase != RUNNING and (
-            live or any(o["kind"] == "Pod" for o in plan.create)):
-        state.transition(RUNNING, "WorkersStarted", f"{len(job.workers)} worker pods created")
+    elif not jobstatus.is_terminal(state.phase) and state.phase != RUNNING and all(
+            retries[w.name].get("succeeded") or (current[w.name] is not None
+                                                  and jobstatus.pod_outcome(current[w.name])[0] != PENDING)
+            for w in job.workers):
+        state.transition(RUNNING, "WorkersRunning", f"all {len(job.workers)} workers are running")
 
     report = observed.report if observed.report is not None else stored.get("lastReport")
     plan.status = jobstatus.status_document(state, processes, report, observed.status,
                                             {"specHash": digest, "retries": retries})
     if report is not None:
         plan.status["lastReport"] = dict(report)
+    waiting = None if jobstatus.is_terminal(state.phase) else jobstatus.pending_condition(
+        observed.status, [pod for pod in current.values() if pod is not None])
+    plan.status["conditions"] = [*plan.status["conditions"], *([waiting] if waiting else [])]
     plan.dataset_samples = jobstatus.dataset_samples(job, report)
     if state.phase == SUCCEEDED:
         plan.model_metrics = {job.model_name: plan.status["metrics"]}
