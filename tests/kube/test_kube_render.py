@@ -53,6 +53,13 @@ def test_labels_and_owner_references(mnist_objects: list[dict]) -> None:
         names.LABEL_JOB: "mnist-mistnet", names.LABEL_TYPE: "train", names.LABEL_WORKER: "edge2"}
 
 
+def test_worker_pods_carry_no_api_token(mnist_objects: list[dict]) -> None:
+    """Workers never call the API: a real server's ServiceAccount admission would otherwise mount a token
+    (and a projected volume) into every worker pod."""
+    pods = [o for o in mnist_objects if o["kind"] == "Pod"]
+    assert len(pods) == 3 and all(p["spec"]["automountServiceAccountToken"] is False for p in pods)
+
+
 def test_trainer_env_contract(mnist_objects: list[dict]) -> None:
     pod = by_name(mnist_objects, "Pod", "mnist-mistnet-edge1")
     assert env_of(pod) == {

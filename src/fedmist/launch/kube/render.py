@@ -220,6 +220,8 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
         volumeMounts=[*main.get("volumeMounts", []), *mounts],
     )
     spec.update(containers=containers, restartPolicy="Never", volumes=[*spec.get("volumes", []), *volumes])
+    # workers never call the API: no ServiceAccount token in their pods unless the template asks for one
+    spec.setdefault("automountServiceAccountToken", False)
     if worker.node_name:
         spec["nodeName"] = worker.node_name
     template_meta = template.get("metadata") or {}
