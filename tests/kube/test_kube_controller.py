@@ -188,10 +188,34 @@ def test_a_server_without_native_sidecars_gets_a_plain_status_container() -> Non
     # the aggregator fails while its status container still runs: the pod is deleted, the retry created
     api.set_pod_phase(NS, "mnist-mistnet-cloud", "Running", exit_code=1)
     plan = controller.sync(NS, JOB)
-    assert plan.delete == ["mnist-mistnet-cloud"]
+    assert plan.delete == PODS  # the aggregator kept alive by its status container, and the trainers it served
     assert api.get("Pod", NS, "mnist-mistnet-cloud") is None
 
     modern = api_with(MNIST, NS)
     Controller(modern, token_factory=lambda: "tok").sync(NS, JOB)
     sidecar = modern.get("Pod", NS, "mnist-mistnet-cloud")["spec"]["initContainers"][-1]
     assert sidecar["name"] == "fedmist-status" and sidecar["restartPolicy"] == "Always"
+
+
+def test_a_retried_aggregator_gets_its_trainers_back() -> None:
+    """Seen on a real cluster: a failing aggregator ends its trainers ("job failed", exit 0); the retried one
+    waited for nobody until the backoff limit failed the job."""
+    api = api_with(MNIST, NS)
+    clock = [1000.0]
+    controller = Controller(api, clock=lambda: clock[0], token_factory=lambda: "tok")
+    controller.sync(NS, JOB)
+    run_all(api)
+    controller.sync(NS, JOB)
+    api.set_pod_phase(NS, "mnist-mistnet-cloud", "Failed", exit_code=1)
+    for trainer in PODS[1:]:
+        api.set_pod_phase(NS, trainer, "Succeeded", exit_code=0)
+    assert controller.sync(NS, JOB).create == []  # backoff first
+    clock[0] += 10
+    created = [o["metadata"]["name"] for o in controller.sync(NS, JOB).create]
+    assert created == ["mnist-mistnet-cloud-1", "mnist-mistnet-edge1-1", "mnist-mistnet-edge2-1"]
+    retries = status(api)["retries"]
+    assert retries["edge1"]["restarts"] == 0 and retries["edge1"]["reruns"] == 1  # not the trainer's failure
+    for pod in created:
+        api.set_pod_phase(NS, pod, "Succeeded", exit_code=0)
+    controller.sync(NS, JOB)
+    assert status(api)["phase"] == "Succeeded" and controller.sync(NS, JOB).create == []

@@ -92,7 +92,8 @@ def test_aggregator_env_ports_and_status_sidecar(mnist_objects: list[dict]) -> N
 
 def test_host_paths_mount_only_the_files_own_folder(mnist_objects: list[dict], seed_objects: list[dict]) -> None:
     agg = by_name(mnist_objects, "Pod", "mnist-mistnet-cloud")
-    host = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in agg["spec"]["volumes"] if "hostPath" in v}
+    host = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in agg["spec"]["volumes"]
+            if "hostPath" in v and v["name"] != "fedmist-state"}
     assert host == {"/model": "DirectoryOrCreate", "/pretrained": "Directory", "/data/test": "Directory"}
     mounts = {m["mountPath"]: m.get("readOnly") for m in agg["spec"]["containers"][0]["volumeMounts"]}
     assert mounts == {"/model": False, "/pretrained": True, "/data/test": True, "/var/lib/fedmist": None,
@@ -107,7 +108,8 @@ def test_host_paths_mount_only_the_files_own_folder(mnist_objects: list[dict], s
 
 def test_trainer_state_outlives_the_pod_on_its_edge_node(mnist_objects: list[dict], seed_objects: list[dict]) -> None:
     """The noise seed and privacy ledger sit in a hostPath folder of the trainer's own node (per namespace and
-    worker), so a restarted pod resumes with the same seed; the aggregator keeps its per-attempt emptyDir."""
+    worker), so a restarted pod resumes with the same seed; the aggregator's checkpoints in one of its node per
+    job uid and spec digest, so a recreated aggregator resumes but a new job or a changed spec starts afresh."""
     for objects, job, workers in ((mnist_objects, "mnist-mistnet", ("edge1", "edge2")),
                                   (seed_objects, "yolo-v5", ("edge-node-1", "edge-node-2"))):
         for worker in workers:
@@ -119,7 +121,10 @@ def test_trainer_state_outlives_the_pod_on_its_edge_node(mnist_objects: list[dic
                 pod["spec"]["containers"][0]["volumeMounts"]
             assert env_of(pod)["FEDMIST_STATE_DIR"] == "/var/lib/fedmist/state"
     agg = by_name(mnist_objects, "Pod", "mnist-mistnet-cloud")
-    assert {"name": "fedmist-state", "emptyDir": {}} in agg["spec"]["volumes"]
+    [state] = [v for v in agg["spec"]["volumes"] if v["name"] == "fedmist-state"]
+    digest = agg["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]
+    assert state["hostPath"] == {"path": f"/var/lib/fedmist/jobs/default/{names.UID_PLACEHOLDER}/{digest}",
+                                 "type": "DirectoryOrCreate"}
     _validate(mnist_objects + seed_objects)
 
 

@@ -6,7 +6,8 @@ Failure policy (pods run with ``restartPolicy: Never``; the template's policy se
 exponential backoff (``base * 2^(n-1)``, capped) up to ``backoff limit`` restarts (annotation
 ``fedmist.io/backoff-limit`` on the job, default 6 like a Kubernetes Job), then the job fails. Exit code 2
 means bad configuration and is never retried. A deleted pod is recreated while the job runs (a worker that
-already succeeded is not rerun). A change of ``spec`` (its digest differs from ``status.specHash``)
+already succeeded is not rerun, unless the aggregator is retried: trainers of an earlier aggregator attempt
+run again as ``-<n>``, since a failing aggregator ends them). A change of ``spec`` (its digest differs from ``status.specHash``)
 deletes every pod of the job and starts over.
 
 Phase: ``Pending`` until every worker's pod actually runs (or has run), with a ``PodsPending`` condition
@@ -106,9 +107,15 @@ def reconcile(desired: Desired, observed: Observed, now: float, new_token: str,
 
     current: dict[str, Mapping[str, Any] | None] = {}
     failure: tuple[str, str] | None = None
-    for worker in job.workers:
+    for worker in job.workers:  # the aggregator first: a retry of it decides which trainers run again
         entry = retries.setdefault(worker.name, {"restarts": 0})
-        pod = live.get(names.pod_name(job.name, worker.name, entry["restarts"]))
+        aggregator_attempt = retries[job.aggregator.name]["restarts"]
+        if worker.role == "trainer" and entry.setdefault("forAggregator", aggregator_attempt) < aggregator_attempt:
+            previous = live.get(names.pod_name(job.name, worker.name, _attempt(entry)))
+            if previous is not None and jobstatus.pod_outcome(previous)[0] not in (SUCCEEDED, FAILED):
+                plan.delete.append(str(previous["metadata"]["name"]))  # it served the aggregator that is gone
+            _rerun(entry, aggregator_attempt, retries[job.aggregator.name].get("notBefore", 0.0))
+        pod = live.get(names.pod_name(job.name, worker.name, _attempt(entry)))
         current[worker.name] = pod
         if pod is None:
             if not jobstatus.is_terminal(state.phase) and not entry.get("succeeded"):
@@ -168,11 +175,27 @@ def _sort_pods(job: ResolvedJob, pods: list[Mapping[str, Any]], digest: str
     return live, stale
 
 
+def _attempt(entry: Mapping[str, Any]) -> int:
+    """The worker's pod number: its own retries plus its reruns for a retried aggregator."""
+    return int(entry["restarts"]) + int(entry.get("reruns", 0))
+
+
+def _rerun(entry: dict[str, Any], aggregator_attempt: int, not_before: float) -> None:
+    """A trainer whose pod served an earlier aggregator attempt runs again for the current one: a failing
+    aggregator ends its trainers ("job failed", exit 0), and a retried aggregator with no trainer left would
+    wait for nobody. Not a failure of the trainer's own, so it does not count against its backoff limit;
+    its state folder (noise seed, ledger) lets it resume rather than start over."""
+    entry["succeeded"] = False
+    entry["reruns"] = int(entry.get("reruns", 0)) + 1
+    entry["forAggregator"] = aggregator_attempt
+    entry["notBefore"] = max(float(entry.get("notBefore", 0.0)), float(not_before))  # with its aggregator
+
+
 def _create_when_due(plan: Plan, desired: Desired, worker: WorkerSpec, entry: dict[str, Any],
                      pods: list[Mapping[str, Any]], now: float) -> None:
     """Create the worker's pod for its current attempt, unless its backoff has not passed yet or a pod of
     that name is still terminating (then come back shortly)."""
-    name = names.pod_name(desired.job.name, worker.name, entry["restarts"])
+    name = names.pod_name(desired.job.name, worker.name, _attempt(entry))
     not_before = float(entry.get("notBefore", 0.0))
     if now < not_before:
         plan.wake(not_before - now)
@@ -181,7 +204,7 @@ def _create_when_due(plan: Plan, desired: Desired, worker: WorkerSpec, entry: di
         plan.wake(TERMINATING_WAIT_S)
         return
     plan.create.append(worker_pod(desired.job, worker, desired.raw_spec, desired.secrets.get(worker.name),
-                                  desired.options, attempt=entry["restarts"]))
+                                  desired.options, attempt=_attempt(entry)))
 
 
 def _on_failure(plan: Plan, worker: WorkerSpec, entry: dict[str, Any], code: int | None, policy: Policy,

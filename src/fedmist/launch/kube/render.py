@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fedmist.launch.kube import names
-from fedmist.launch.kube.volumes import host_mounts, trainer_state_volume, volume_objects
+from fedmist.launch.kube.volumes import aggregator_state_volume, host_mounts, trainer_state_volume, volume_objects
 from fedmist.spec.errors import ManifestError
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.load import Bundle
@@ -192,9 +192,9 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
     containers = [dict(c) for c in spec.get("containers") or [{}]]
     main = containers[0]
     volumes, mounts = volume_objects(host_mounts(job, worker))
-    # a trainer's state (noise seed, privacy ledger) must survive its pod; the aggregator's is per attempt
+    # state must survive the pod: a trainer's noise seed and privacy ledger, the aggregator's checkpoints
     volumes.append(trainer_state_volume(job.namespace, worker.name) if worker.role == "trainer"
-                   else {"name": "fedmist-state", "emptyDir": {}})
+                   else aggregator_state_volume(job.namespace, options.uid, options.spec_hash))
     mounts.append({"name": "fedmist-state", "mountPath": STATE_DIR})
     if job.channel_secret and job.channel_secret.has_tls:  # only the files this role needs (no key on trainers)
         keys = TLS_FILES[worker.role].values()
