@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kube_helpers import MNIST, SEED, SEED_NODES, by_name, env_of, render
+from kube_helpers import MNIST, SEED, SEED_NODES, by_name, env_of, load, render
 
 from fedmist.launch.kube import names
+from fedmist.launch.kube.render import RenderOptions, worker_pod
 from fedmist.spec.errors import ManifestError
 
 K8S_VERSION = "1.30"
@@ -58,6 +59,19 @@ def test_worker_pods_carry_no_api_token(mnist_objects: list[dict]) -> None:
     (and a projected volume) into every worker pod."""
     pods = [o for o in mnist_objects if o["kind"] == "Pod"]
     assert len(pods) == 3 and all(p["spec"]["automountServiceAccountToken"] is False for p in pods)
+
+
+def test_every_attempt_of_a_worker_has_the_same_environment() -> None:
+    """A checkpoint is resumed only under the same job digest, which covers the worker's environment: the
+    pod's HOSTNAME and the service-link variables must not change between attempts."""
+    loaded = load(MNIST)
+    options = RenderOptions(token="t", spec_hash=loaded.spec_hash)
+    first, retry = (worker_pod(loaded.job, loaded.job.aggregator, loaded.raw_spec, None, options, attempt=n)
+                    for n in (0, 3))
+    assert retry["metadata"]["name"] == "mnist-mistnet-cloud-3"
+    assert first["spec"]["hostname"] == retry["spec"]["hostname"] == "mnist-mistnet-cloud"
+    assert first["spec"]["enableServiceLinks"] is False
+    assert first["spec"]["containers"][0]["env"] == retry["spec"]["containers"][0]["env"]
 
 
 def test_trainer_env_contract(mnist_objects: list[dict]) -> None:

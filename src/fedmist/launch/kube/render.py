@@ -222,6 +222,11 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
     spec.update(containers=containers, restartPolicy="Never", volumes=[*spec.get("volumes", []), *volumes])
     # workers never call the API: no ServiceAccount token in their pods unless the template asks for one
     spec.setdefault("automountServiceAccountToken", False)
+    # the same environment in every attempt of a worker: a checkpoint is resumed only by a run of the same
+    # spec, and the worker's digest covers its environment (HOSTNAME is the pod's hostname, and service links
+    # add a variable per Service of the namespace, which come and go with other jobs)
+    spec.setdefault("hostname", names.pod_name(job.name, worker.name))
+    spec.setdefault("enableServiceLinks", False)
     if worker.node_name:
         spec["nodeName"] = worker.node_name
     template_meta = template.get("metadata") or {}
