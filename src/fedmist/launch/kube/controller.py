@@ -142,9 +142,9 @@ class Controller:
             condition = dict(previous)
         status.update(phase=FAILED, conditions=[condition], completionTime=status.get("completionTime") or now_iso())
         plan = Plan(status=status)
-        if status != stored:
-            log.error("%s/%s: %s", meta.get("namespace"), meta["name"], message)
+        if status != stored:  # logged once written (a lost race plans again: one line, not two)
             self._write_status(meta.get("namespace", "default"), meta["name"], status, body)
+            log.error("%s/%s: %s", meta.get("namespace"), meta["name"], message)
         return plan
 
     def apply(self, namespace: str, name: str, plan: Plan, body: Mapping[str, Any] | None = None) -> None:
