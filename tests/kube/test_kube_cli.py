@@ -168,3 +168,23 @@ def test_operator_registers_its_handlers_without_starting() -> None:
     pod_handler.fn(body={"metadata": {"labels": {"federatedlearningjob.sedna.io/name": "j"}}}, namespace="ns")
     assert calls == [("ns", "j")]
     assert isinstance(registry, kopf.OperatorRegistry)
+
+
+def test_operator_logs_an_api_refusal_with_its_reason_and_carries_on(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("kopf")
+    from fedmist.launch.kube.api import ApiError, MemoryApi
+    from fedmist.launch.kube.controller import Controller
+    from fedmist.launch.kube.operator import build_registry
+
+    controller = Controller(MemoryApi())
+    reason = ('POST /api/v1/namespaces/ns/pods: 403 Forbidden: pods "j-cloud" is forbidden: error looking up '
+              'service account ns/default: serviceaccount "default" not found')
+
+    def refused(namespace: str, name: str) -> None:
+        raise ApiError(reason, 403, "Forbidden")
+
+    controller.sync = refused  # type: ignore[method-assign]
+    timer = build_registry(controller, 5.0)._spawning.get_all_handlers()[0]
+    with caplog.at_level("ERROR", logger="fedmist.operator"):
+        timer.fn(namespace="ns", name="j")  # no exception: the next tick tries again
+    assert [r.getMessage() for r in caplog.records] == [f"ns/j: {reason}"]
