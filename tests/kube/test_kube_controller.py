@@ -219,3 +219,33 @@ def test_a_retried_aggregator_gets_its_trainers_back() -> None:
         api.set_pod_phase(NS, pod, "Succeeded", exit_code=0)
     controller.sync(NS, JOB)
     assert status(api)["phase"] == "Succeeded" and controller.sync(NS, JOB).create == []
+
+
+def test_a_finished_aggregators_address_is_not_asked_again() -> None:
+    """Seen on a real cluster: a finished pod's IP served another job's aggregator, whose report then
+    replaced this job's status. Reports are read only from a running aggregator pod of an undecided job, and
+    only the job's own aggregator's."""
+    api = api_with(MNIST, NS)
+    asked: list[str] = []
+    answer = [{**FINAL, "worker": "cloud"}]
+
+    def reports(namespace: str, job: str, pod: Any) -> dict[str, Any]:
+        asked.append(pod["metadata"]["name"])
+        return answer[0]
+
+    controller = Controller(api, reports=reports, token_factory=lambda: "tok")
+    controller.sync(NS, JOB)
+    run_all(api)
+    answer[0] = {**FINAL, "phase": "Running", "worker": "someone-else", "epoch": 7}
+    controller.sync(NS, JOB)
+    assert asked == ["mnist-mistnet-cloud"] and "lastReport" not in status(api)  # another worker's: ignored
+    answer[0] = {**FINAL, "worker": "cloud"}
+    api.set_pod_phase(NS, "mnist-mistnet-cloud", "Running", exit_code=0)  # its sidecar still serves
+    for pod in PODS[1:]:
+        api.set_pod_phase(NS, pod, "Succeeded", exit_code=0)
+    controller.sync(NS, JOB)
+    assert status(api)["phase"] == "Succeeded" and status(api)["metrics"]["accuracy"] == 0.866
+    answer[0] = {"worker": "cloud", "phase": "Succeeded", "metrics": {"accuracy": 0.48}}  # the IP, reused
+    before = len(asked)
+    controller.sync(NS, JOB)
+    assert len(asked) == before and status(api)["metrics"]["accuracy"] == 0.866

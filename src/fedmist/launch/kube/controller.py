@@ -25,7 +25,7 @@ from fedmist.launch.kube.api import Conflict, KubeApi, NotFound
 from fedmist.launch.kube.reconcile import Desired, Observed, Plan, Policy, policy_for, reconcile
 from fedmist.launch.kube.render import RenderOptions, credential_secrets
 from fedmist.launch.kube.source import from_objects
-from fedmist.launch.status import FAILED, now_iso
+from fedmist.launch.status import FAILED, SUCCEEDED, now_iso
 from fedmist.spec.errors import ManifestError
 
 log = logging.getLogger("fedmist.operator")
@@ -107,7 +107,7 @@ class Controller:
             status=stored, pods=pods,
             service=self.api.get("Service", namespace, names.service_name(name)) is not None,
             token_secret=self.api.get("Secret", namespace, names.token_secret_name(name)) is not None,
-            report=self.reports(namespace, name, aggregator),
+            report=self._report(namespace, name, stored, aggregator, loaded.job.aggregator.name),
             annotations=body["metadata"].get("annotations") or {})
         try:
             plan = reconcile(desired, observed, self.clock(), self.token_factory(),
@@ -116,6 +116,17 @@ class Controller:
             return self._invalid(body, str(exc))
         self.apply(namespace, name, plan, body)
         return plan
+
+    def _report(self, namespace: str, name: str, stored: Mapping[str, Any], pod: Mapping[str, Any] | None,
+                worker: str) -> Mapping[str, Any] | None:
+        """The aggregator's report, asked only while its pod still runs and the job is not decided: a finished
+        pod's IP is free for any other pod, and a report read there (seen: another job's aggregator) would
+        overwrite this job's status. A report of another worker is ignored for the same reason."""
+        if pod is None or stored.get("phase") in (SUCCEEDED, FAILED) \
+                or (pod.get("status") or {}).get("phase") in (SUCCEEDED, FAILED):
+            return None
+        report = self.reports(namespace, name, pod)
+        return report if report is None or report.get("worker") in (None, worker) else None
 
     def _secrets(self, body: Mapping[str, Any], namespace: str) -> list[dict[str, Any]]:
         """The Secrets the job's transmitter, Datasets and Models name (only those: least privilege)."""
