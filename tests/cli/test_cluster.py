@@ -28,12 +28,19 @@ def test_operator_without_kopf_is_a_usage_error(monkeypatch, capsys) -> None:
     assert capsys.readouterr().err == "error: fedmist operator needs kopf: pip install 'fedmist[kube]'\n"
 
 
-def test_operator_passes_namespace_interval_and_image(monkeypatch) -> None:
+def test_operator_passes_namespace_interval_image_and_its_login(monkeypatch, tmp_path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump({
+        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(config))
     calls: list[tuple[object, ...]] = []
     monkeypatch.setattr("fedmist.launch.kube.operator.run_operator",
-                        lambda namespace, interval, image: calls.append((namespace, interval, image)) or 0)
+                        lambda namespace, interval, image, credentials:
+                        calls.append((namespace, interval, image, credentials.current().server)) or 0)
     assert main(["operator", "--namespace", "ns", "--interval", "2.5", "--image", "i:2"]) == 0
-    assert calls == [("ns", 2.5, "i:2")]
+    assert calls == [("ns", 2.5, "i:2", "https://127.0.0.1:6443")]
 
 
 def test_render_options_default_to_the_placeholder_uid() -> None:

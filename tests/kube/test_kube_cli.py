@@ -78,6 +78,56 @@ def test_operator_without_kopf_says_what_to_install() -> None:
     assert result.stderr.strip() == "error: fedmist operator needs kopf: pip install 'fedmist[kube]'"
 
 
+def test_operator_without_credentials_is_a_one_line_error(tmp_path: Path) -> None:
+    pytest.importorskip("kopf")
+    env = {"HOME": str(tmp_path), "KUBECONFIG": ""}
+    result = fedmist("operator", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: no Kubernetes credentials: run in a pod with a ServiceAccount, or set "
+                                     "KUBECONFIG (or have ~/.kube/config)")
+    result = fedmist("operator", env={**env, "KUBECONFIG": str(tmp_path / "missing")})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: cannot log in to Kubernetes: kubeconfig: FileNotFoundError")
+
+
+def test_operator_help_says_how_to_log_in() -> None:
+    result = fedmist("operator", "--help")
+    assert result.returncode == 0
+    assert "KUBECONFIG" in result.stdout and "ServiceAccount" in result.stdout
+
+
+def test_status_server_exits_after_the_final_report_when_asked(tmp_path: Path) -> None:
+    """Servers before 1.29 run it as a plain container: it must end by itself for the pod to complete."""
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"phase": "Running"}))
+    process = subprocess.Popen([sys.executable, "-m", "fedmist.launch.kube.statusd", "--file", str(report),
+                                "--port", str(port), "--exit-after-final"])
+    try:
+        url = f"http://127.0.0.1:{port}/report"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert json.loads(urllib.request.urlopen(url, timeout=5).read()) == {"phase": "Running"}
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        time.sleep(0.6)
+        assert process.poll() is None  # not final yet: keeps serving
+        report.write_text(json.dumps({"phase": "Succeeded"}))
+        urllib.request.urlopen(url, timeout=5).read()
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_status_sidecar_serves_the_report(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     server = ReportServer(("127.0.0.1", 0), report)
@@ -118,3 +168,23 @@ def test_operator_registers_its_handlers_without_starting() -> None:
     pod_handler.fn(body={"metadata": {"labels": {"federatedlearningjob.sedna.io/name": "j"}}}, namespace="ns")
     assert calls == [("ns", "j")]
     assert isinstance(registry, kopf.OperatorRegistry)
+
+
+def test_operator_logs_an_api_refusal_with_its_reason_and_carries_on(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("kopf")
+    from fedmist.launch.kube.api import ApiError, MemoryApi
+    from fedmist.launch.kube.controller import Controller
+    from fedmist.launch.kube.operator import build_registry
+
+    controller = Controller(MemoryApi())
+    reason = ('POST /api/v1/namespaces/ns/pods: 403 Forbidden: pods "j-cloud" is forbidden: error looking up '
+              'service account ns/default: serviceaccount "default" not found')
+
+    def refused(namespace: str, name: str) -> None:
+        raise ApiError(reason, 403, "Forbidden")
+
+    controller.sync = refused  # type: ignore[method-assign]
+    timer = build_registry(controller, 5.0)._spawning.get_all_handlers()[0]
+    with caplog.at_level("ERROR", logger="fedmist.operator"):
+        timer.fn(namespace="ns", name="j")  # no exception: the next tick tries again
+    assert [r.getMessage() for r in caplog.records] == [f"ns/j: {reason}"]

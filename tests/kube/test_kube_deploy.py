@@ -71,7 +71,9 @@ def test_rbac_lets_the_operator_do_what_it_does() -> None:
     for needed in [("", "pods", "create"), ("", "pods", "delete"), ("", "pods", "list"), ("", "services", "create"),
                    ("", "secrets", "create"), ("", "secrets", "get"),
                    ("sedna.io", "federatedlearningjobs/status", "patch"), ("sedna.io", "datasets/status", "patch"),
-                   ("sedna.io", "models/status", "patch"), ("sedna.io", "federatedlearningjobs", "watch")]:
+                   ("sedna.io", "models/status", "patch"), ("sedna.io", "federatedlearningjobs", "watch"),
+                   # owner references with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)
+                   ("sedna.io", "federatedlearningjobs/finalizers", "update")]:
         assert needed in granted, needed
     assert ("", "secrets", "list") not in granted  # reads only the Secrets a job names
 

@@ -42,6 +42,12 @@ def status(api: MemoryApi) -> dict[str, Any]:
     return api.get(names.JOB_KIND, NS, JOB)["status"]
 
 
+def run_all(api: MemoryApi) -> None:
+    """What the kubelets do: every pod of the job runs."""
+    for name in pod_names(api):
+        api.set_pod_phase(NS, name, "Running")
+
+
 def test_create_makes_secret_service_and_pods_once() -> None:
     api, controller, _ = make()
     plan = controller.sync(NS, JOB)
@@ -50,12 +56,21 @@ def test_create_makes_secret_service_and_pods_once() -> None:
     assert api.get("Secret", NS, "mnist-mistnet-fedmist-token")["stringData"] == {"token": "tok"}
     job_uid = api.get(names.JOB_KIND, NS, JOB)["metadata"]["uid"]
     assert all(p["metadata"]["ownerReferences"][0]["uid"] == job_uid for p in api.list("Pod", NS))
-    assert status(api)["phase"] == "Running" and status(api)["active"] == 0
+    # created is not running: Pending, and the condition says which pods wait for what
+    assert status(api)["phase"] == "Pending" and status(api)["active"] == 0
     assert controller.sync(NS, JOB).create == []  # idempotent
+    waiting = next(c for c in status(api)["conditions"] if c["type"] == "PodsPending")
+    assert waiting["message"].startswith("mnist-mistnet-cloud: waiting for node cloud (no kubelet has taken it)")
+    run_all(api)
+    controller.sync(NS, JOB)
+    assert status(api)["phase"] == "Running" and status(api)["active"] == 3
+    assert "PodsPending" not in [c["type"] for c in status(api)["conditions"]]
 
 
 def test_failed_worker_is_retried_with_exponential_backoff_then_job_fails() -> None:
     api, controller, clock = make()
+    controller.sync(NS, JOB)
+    run_all(api)
     controller.sync(NS, JOB)
     expected_delays = [10, 20, 40]
     for attempt, delay in enumerate(expected_delays):
@@ -133,6 +148,8 @@ def test_completion_when_the_aggregator_succeeds_records_model_metrics() -> None
     report = {**REPORT_TRAINING, "phase": "Succeeded", "stage": "done", "epoch": 10,
               "metrics": {"accuracy": 0.866, "loss": 0.37, "model_bytes": 246824}}
     api, controller, _ = make(report)
+    controller.sync(NS, JOB)
+    run_all(api)
     controller.sync(NS, JOB)
     for name in PODS[1:]:
         api.set_pod_phase(NS, name, "Succeeded", exit_code=0)

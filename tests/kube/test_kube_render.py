@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kube_helpers import MNIST, SEED, SEED_NODES, by_name, env_of, render
+from kube_helpers import MNIST, SEED, SEED_NODES, by_name, env_of, load, render
 
 from fedmist.launch.kube import names
+from fedmist.launch.kube.render import RenderOptions, worker_pod
 from fedmist.spec.errors import ManifestError
 
 K8S_VERSION = "1.30"
@@ -53,6 +54,26 @@ def test_labels_and_owner_references(mnist_objects: list[dict]) -> None:
         names.LABEL_JOB: "mnist-mistnet", names.LABEL_TYPE: "train", names.LABEL_WORKER: "edge2"}
 
 
+def test_worker_pods_carry_no_api_token(mnist_objects: list[dict]) -> None:
+    """Workers never call the API: a real server's ServiceAccount admission would otherwise mount a token
+    (and a projected volume) into every worker pod."""
+    pods = [o for o in mnist_objects if o["kind"] == "Pod"]
+    assert len(pods) == 3 and all(p["spec"]["automountServiceAccountToken"] is False for p in pods)
+
+
+def test_every_attempt_of_a_worker_has_the_same_environment() -> None:
+    """A checkpoint is resumed only under the same job digest, which covers the worker's environment: the
+    pod's HOSTNAME and the service-link variables must not change between attempts."""
+    loaded = load(MNIST)
+    options = RenderOptions(token="t", spec_hash=loaded.spec_hash)
+    first, retry = (worker_pod(loaded.job, loaded.job.aggregator, loaded.raw_spec, None, options, attempt=n)
+                    for n in (0, 3))
+    assert retry["metadata"]["name"] == "mnist-mistnet-cloud-3"
+    assert first["spec"]["hostname"] == retry["spec"]["hostname"] == "mnist-mistnet-cloud"
+    assert first["spec"]["enableServiceLinks"] is False
+    assert first["spec"]["containers"][0]["env"] == retry["spec"]["containers"][0]["env"]
+
+
 def test_trainer_env_contract(mnist_objects: list[dict]) -> None:
     pod = by_name(mnist_objects, "Pod", "mnist-mistnet-edge1")
     assert env_of(pod) == {
@@ -85,7 +106,8 @@ def test_aggregator_env_ports_and_status_sidecar(mnist_objects: list[dict]) -> N
 
 def test_host_paths_mount_only_the_files_own_folder(mnist_objects: list[dict], seed_objects: list[dict]) -> None:
     agg = by_name(mnist_objects, "Pod", "mnist-mistnet-cloud")
-    host = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in agg["spec"]["volumes"] if "hostPath" in v}
+    host = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in agg["spec"]["volumes"]
+            if "hostPath" in v and v["name"] != "fedmist-state"}
     assert host == {"/model": "DirectoryOrCreate", "/pretrained": "Directory", "/data/test": "Directory"}
     mounts = {m["mountPath"]: m.get("readOnly") for m in agg["spec"]["containers"][0]["volumeMounts"]}
     assert mounts == {"/model": False, "/pretrained": True, "/data/test": True, "/var/lib/fedmist": None,
@@ -100,7 +122,8 @@ def test_host_paths_mount_only_the_files_own_folder(mnist_objects: list[dict], s
 
 def test_trainer_state_outlives_the_pod_on_its_edge_node(mnist_objects: list[dict], seed_objects: list[dict]) -> None:
     """The noise seed and privacy ledger sit in a hostPath folder of the trainer's own node (per namespace and
-    worker), so a restarted pod resumes with the same seed; the aggregator keeps its per-attempt emptyDir."""
+    worker), so a restarted pod resumes with the same seed; the aggregator's checkpoints in one of its node per
+    job uid and spec digest, so a recreated aggregator resumes but a new job or a changed spec starts afresh."""
     for objects, job, workers in ((mnist_objects, "mnist-mistnet", ("edge1", "edge2")),
                                   (seed_objects, "yolo-v5", ("edge-node-1", "edge-node-2"))):
         for worker in workers:
@@ -112,7 +135,10 @@ def test_trainer_state_outlives_the_pod_on_its_edge_node(mnist_objects: list[dic
                 pod["spec"]["containers"][0]["volumeMounts"]
             assert env_of(pod)["FEDMIST_STATE_DIR"] == "/var/lib/fedmist/state"
     agg = by_name(mnist_objects, "Pod", "mnist-mistnet-cloud")
-    assert {"name": "fedmist-state", "emptyDir": {}} in agg["spec"]["volumes"]
+    [state] = [v for v in agg["spec"]["volumes"] if v["name"] == "fedmist-state"]
+    digest = agg["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]
+    assert state["hostPath"] == {"path": f"/var/lib/fedmist/jobs/default/{names.UID_PLACEHOLDER}/{digest}",
+                                 "type": "DirectoryOrCreate"}
     _validate(mnist_objects + seed_objects)
 
 

@@ -40,6 +40,9 @@ def kube_status(exit_codes: dict[str, int | None], report: dict[str, Any]) -> di
     api = api_with(MNIST, NS)
     controller = Controller(api, reports=lambda *_: report, token_factory=lambda: "tok")
     controller.sync(NS, "mnist-mistnet")
+    for name in exit_codes:  # the pods run (the job is Running), then reach these outcomes
+        api.set_pod_phase(NS, f"mnist-mistnet-{name}", "Running")
+    controller.sync(NS, "mnist-mistnet")
     for name, code in exit_codes.items():
         pod = f"mnist-mistnet-{name}"
         api.set_pod_phase(NS, pod, "Running" if code is None else ("Succeeded" if code == 0 else "Failed"), code)

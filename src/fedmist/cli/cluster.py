@@ -37,10 +37,18 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("kopf") is None:
         raise UsageError("fedmist operator needs kopf: pip install 'fedmist[kube]'")
+    from fedmist.launch.kube.login import NO_CREDENTIALS, Credentials, LoginFailed, credential_sources
     from fedmist.launch.kube.operator import run_operator
 
+    if not credential_sources():
+        raise UsageError(NO_CREDENTIALS)
+    credentials = Credentials()
+    try:
+        credentials.login()
+    except LoginFailed as exc:
+        raise UsageError(f"cannot log in to Kubernetes: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_operator(args.namespace, args.interval, args.image)
+    return run_operator(args.namespace, args.interval, args.image, credentials)
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -62,6 +70,11 @@ def add_commands(sub: Subparsers) -> None:
 
     operator = add_command(sub, "operator", cmd_operator,
                            "run the Kubernetes operator (needs: pip install 'fedmist[kube]')")
+    operator.epilog = (
+        "Run the FederatedLearningJob operator (kopf). Credentials: in a pod, its ServiceAccount (deploy/); "
+        "elsewhere KUBECONFIG (or ~/.kube/config): its current context's server, CA, token or client "
+        "certificate serve both kopf's watches and the operator's own requests, so no kubectl proxy is needed: "
+        "KUBECONFIG=~/.kube/config fedmist operator --namespace default")
     operator.add_argument("--namespace", help="watch only this namespace (default: all)")
     operator.add_argument("--interval", type=float, default=10.0, help="seconds between progress polls of a job")
     operator.add_argument("--image", default=DEFAULT_IMAGE,

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fedmist.launch.kube.volumes import HostMount, host_mounts, trainer_state_volume, volume_objects
+from fedmist.launch.kube.volumes import (
+    HostMount,
+    aggregator_state_volume,
+    host_mounts,
+    trainer_state_volume,
+    volume_objects,
+)
 from fedmist.spec import load_manifests, resolve_job
 from fedmist.spec.errors import ManifestError
 
@@ -100,3 +106,10 @@ def test_the_trainer_state_lives_on_its_node_per_namespace_and_worker() -> None:
         "name": "fedmist-state",
         "hostPath": {"path": "/var/lib/fedmist/edges/prod/edge-1", "type": "DirectoryOrCreate"}}
     assert trainer_state_volume("", "")["hostPath"]["path"] == "/var/lib/fedmist/edges/default/worker"
+
+
+def test_the_aggregator_state_lives_on_its_node_per_job_uid_and_spec() -> None:
+    assert aggregator_state_volume("Prod", "1b2c-3D", "ab12") == {
+        "name": "fedmist-state",
+        "hostPath": {"path": "/var/lib/fedmist/jobs/prod/1b2c-3d/ab12", "type": "DirectoryOrCreate"}}
+    assert aggregator_state_volume("", "", "")["hostPath"]["path"] == "/var/lib/fedmist/jobs/default/job/spec"

@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
-class NotFound(Exception):
+class ApiError(Exception):
+    """A refusal of the API server; the text carries the server's own reason (its ``Status`` message), so a
+    log line says *why* (``pods is forbidden: User ... cannot create ...``), not only ``403``."""
+
+    def __init__(self, message: str, code: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.code, self.reason = code, reason
+
+
+class NotFound(ApiError):
     """The object does not exist (HTTP 404)."""
 
 
-class Conflict(Exception):
-    """An object of that name already exists (HTTP 409)."""
+class Conflict(ApiError):
+    """An object of that name already exists, or a conditional write met a newer ``resourceVersion`` (409)."""
 
 
 class KubeApi(Protocol):
@@ -31,10 +40,15 @@ class KubeApi(Protocol):
 
     def create(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Replace the object's whole ``status`` (a merge patch would keep keys the new status dropped)."""
+    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any],
+                     resource_version: str | None = None) -> None:
+        """Replace the object's whole ``status`` (a merge patch would keep keys the new status dropped); with
+        ``resource_version``, only if the object is still at that version (else ``Conflict``)."""
 
     def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def server_version(self) -> tuple[int, int] | None:
+        """(major, minor) of the API server, None when it cannot be told."""
 
 
 Event = tuple[str, dict[str, Any]]  # ("ADDED" | "MODIFIED" | "DELETED", object)
@@ -42,12 +56,21 @@ Event = tuple[str, dict[str, Any]]  # ("ADDED" | "MODIFIED" | "DELETED", object)
 
 @dataclass
 class MemoryApi:
-    """Objects keyed by (kind, namespace, name). ``watchers`` get every event; ``create`` assigns a uid."""
+    """Objects keyed by (kind, namespace, name). ``watchers`` get every event; ``create`` assigns a uid; every
+    write bumps ``resourceVersion`` (one counter, as etcd's revision)."""
 
+    version: tuple[int, int] = (1, 30)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     watchers: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     _uids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _revisions: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def server_version(self) -> tuple[int, int] | None:
+        return self.version
+
+    def _bump(self, obj: dict[str, Any]) -> None:
+        obj["metadata"]["resourceVersion"] = str(next(self._revisions))
 
     def _emit(self, kind: str, obj: dict[str, Any]) -> None:
         self.events.append((kind, copy.deepcopy(obj)))
@@ -77,15 +100,20 @@ class MemoryApi:
         stored["metadata"].setdefault("uid", f"uid-{next(self._uids)}")
         if stored["kind"] == "Pod":
             stored.setdefault("status", {"phase": "Pending"})
+        self._bump(stored)
         self.objects[key] = stored
         self._emit("ADDED", stored)
         return copy.deepcopy(stored)
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any],
+                     resource_version: str | None = None) -> None:
         obj = self.objects.get((kind, namespace, name))
         if obj is None:
-            raise NotFound(f"{kind} {namespace}/{name}")
+            raise NotFound(f"{kind} {namespace}/{name}", 404, "NotFound")
+        if resource_version is not None and resource_version != obj["metadata"].get("resourceVersion"):
+            raise Conflict(f"{kind} {namespace}/{name}: the object has been modified", 409, "Conflict")
         obj["status"] = copy.deepcopy(dict(status))
+        self._bump(obj)
         self._emit("MODIFIED", obj)
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -109,4 +137,5 @@ class MemoryApi:
             container = pod["spec"]["containers"][0]["name"]
             status["containerStatuses"] = [{"name": container, "state": {"terminated": {"exitCode": exit_code}}}]
         pod["status"] = status
+        self._bump(pod)
         self._emit("MODIFIED", pod)

@@ -17,6 +17,10 @@ from fedmist.launch.status import FAILED, PENDING, RUNNING, SUCCEEDED, JobStatus
 from fedmist.spec.job import ResolvedJob
 
 TRAINING: Final = "Training"
+PODS_PENDING: Final = "PodsPending"
+KUBE_CONDITIONS: Final = (TRAINING, PODS_PENDING)  # conditions of the operator's own, not JobStatus's
+# container waiting reasons that are just progress, not a reason to tell the user
+STARTING: Final = ("ContainerCreating", "PodInitializing")
 # Keys the operator adds to ``JobStatus.to_dict``'s document (everything else is the local launcher's).
 KUBE_ONLY_KEYS: Final = ("step", "score", "workersReady", "specHash", "retries")
 
@@ -27,7 +31,7 @@ def job_status_from(status: Mapping[str, Any], job: str) -> JobStatus:
     state.phase = status.get("phase") or PENDING
     state.start_time = status.get("startTime") or state.start_time
     state.completion_time = status.get("completionTime")
-    state.conditions = [dict(c) for c in status.get("conditions", []) if c.get("type") != TRAINING]
+    state.conditions = [dict(c) for c in status.get("conditions", []) if c.get("type") not in KUBE_CONDITIONS]
     return state
 
 
@@ -45,6 +49,41 @@ def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, int | None]:
     if phase in (SUCCEEDED, FAILED):
         return phase, 0 if phase == SUCCEEDED else 1
     return phase, None
+
+
+def waiting_reason(pod: Mapping[str, Any]) -> str | None:
+    """Why a Pending pod does not run (the scheduler's refusal, an image that cannot be pulled, a node that
+    does not report), or None when it is not pending."""
+    status = pod.get("status") or {}
+    if pod_outcome(pod)[0] != PENDING:
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f"{condition.get('reason') or 'Unschedulable'}: {condition.get('message') or ''}".rstrip(": ")
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") and waiting["reason"] not in STARTING:
+            return f"container {container.get('name')}: {waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        return "not scheduled yet"
+    return "starting" if status.get("hostIP") else f"waiting for node {node} (no kubelet has taken it)"
+
+
+def pending_condition(previous: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> dict[str, str] | None:
+    """``PodsPending``: which of the job's pods wait, and why (``Unschedulable`` when the scheduler refused
+    one); None when none waits. Its transition time stays while pods keep waiting."""
+    waiting = [(str(p["metadata"]["name"]), why) for p in pods if (why := waiting_reason(p)) is not None]
+    if not waiting:
+        return None
+    reason = "Unschedulable" if any(why.startswith("Unschedulable") for _, why in waiting) else "Waiting"
+    condition = {"type": PODS_PENDING, "status": "True", "reason": reason,
+                 "message": "; ".join(f"{name}: {why}" for name, why in sorted(waiting)),
+                 "lastTransitionTime": now_iso()}
+    old = next((c for c in previous.get("conditions", []) if c.get("type") == PODS_PENDING), None)
+    if old and old.get("status") == "True":
+        condition["lastTransitionTime"] = old.get("lastTransitionTime", condition["lastTransitionTime"])
+    return condition
 
 
 def processes_from(job: ResolvedJob, pods: Mapping[str, Mapping[str, Any] | None],

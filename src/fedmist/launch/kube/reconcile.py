@@ -6,8 +6,12 @@ Failure policy (pods run with ``restartPolicy: Never``; the template's policy se
 exponential backoff (``base * 2^(n-1)``, capped) up to ``backoff limit`` restarts (annotation
 ``fedmist.io/backoff-limit`` on the job, default 6 like a Kubernetes Job), then the job fails. Exit code 2
 means bad configuration and is never retried. A deleted pod is recreated while the job runs (a worker that
-already succeeded is not rerun). A change of ``spec`` (its digest differs from ``status.specHash``)
+already succeeded is not rerun, unless the aggregator is retried: trainers of an earlier aggregator attempt
+run again as ``-<n>``, since a failing aggregator ends them). A change of ``spec`` (its digest differs from ``status.specHash``)
 deletes every pod of the job and starts over.
+
+Phase: ``Pending`` until every worker's pod actually runs (or has run), with a ``PodsPending`` condition
+naming the pods that wait and why (unschedulable, image pull, no kubelet on the node); then ``Running``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, Final
 
 from fedmist.launch.kube import jobstatus, names
 from fedmist.launch.kube.render import RenderOptions, aggregation_service, token_secret, worker_pod
-from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED
+from fedmist.launch.status import FAILED, PENDING, RUNNING, SUCCEEDED
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 
 BAD_CONFIG_EXIT: Final = 2
@@ -103,9 +107,15 @@ def reconcile(desired: Desired, observed: Observed, now: float, new_token: str,
 
     current: dict[str, Mapping[str, Any] | None] = {}
     failure: tuple[str, str] | None = None
-    for worker in job.workers:
+    for worker in job.workers:  # the aggregator first: a retry of it decides which trainers run again
         entry = retries.setdefault(worker.name, {"restarts": 0})
-        pod = live.get(names.pod_name(job.name, worker.name, entry["restarts"]))
+        aggregator_attempt = retries[job.aggregator.name]["restarts"]
+        if worker.role == "trainer" and entry.setdefault("forAggregator", aggregator_attempt) < aggregator_attempt:
+            previous = live.get(names.pod_name(job.name, worker.name, _attempt(entry)))
+            if previous is not None and jobstatus.pod_outcome(previous)[0] not in (SUCCEEDED, FAILED):
+                plan.delete.append(str(previous["metadata"]["name"]))  # it served the aggregator that is gone
+            _rerun(entry, aggregator_attempt, retries[job.aggregator.name].get("notBefore", 0.0))
+        pod = live.get(names.pod_name(job.name, worker.name, _attempt(entry)))
         current[worker.name] = pod
         if pod is None:
             if not jobstatus.is_terminal(state.phase) and not entry.get("succeeded"):
@@ -118,6 +128,8 @@ def reconcile(desired: Desired, observed: Observed, now: float, new_token: str,
             failure = _on_failure(plan, worker, entry, code, policy, now)
             if failure is None:
                 current[worker.name] = None  # a retry is scheduled: the worker is pending again
+                if (pod.get("status") or {}).get("phase") not in (SUCCEEDED, FAILED):
+                    plan.delete.append(str(pod["metadata"]["name"]))  # a plain sidecar keeps it alive
 
     processes = jobstatus.processes_from(job, current, {k: v["restarts"] for k, v in retries.items()})
     if failure is not None:
@@ -126,15 +138,20 @@ def reconcile(desired: Desired, observed: Observed, now: float, new_token: str,
                         if jobstatus.pod_outcome(p)[0] not in (SUCCEEDED, FAILED)]
     elif retries[job.aggregator.name].get("succeeded") and state.phase != SUCCEEDED:
         state.transition(SUCCEEDED, "JobCompleted", "the aggregator finished and saved the model")
-    elif not jobstatus.is_terminal(state.phase) and state.phase != RUNNING and (
-            live or any(o["kind"] == "Pod" for o in plan.create)):
-        state.transition(RUNNING, "WorkersStarted", f"{len(job.workers)} worker pods created")
+    elif not jobstatus.is_terminal(state.phase) and state.phase != RUNNING and all(
+            retries[w.name].get("succeeded") or (current[w.name] is not None
+                                                  and jobstatus.pod_outcome(current[w.name])[0] != PENDING)
+            for w in job.workers):
+        state.transition(RUNNING, "WorkersRunning", f"all {len(job.workers)} workers are running")
 
     report = observed.report if observed.report is not None else stored.get("lastReport")
     plan.status = jobstatus.status_document(state, processes, report, observed.status,
                                             {"specHash": digest, "retries": retries})
     if report is not None:
         plan.status["lastReport"] = dict(report)
+    waiting = None if jobstatus.is_terminal(state.phase) else jobstatus.pending_condition(
+        observed.status, [pod for pod in current.values() if pod is not None])
+    plan.status["conditions"] = [*plan.status["conditions"], *([waiting] if waiting else [])]
     plan.dataset_samples = jobstatus.dataset_samples(job, report)
     if state.phase == SUCCEEDED:
         plan.model_metrics = {job.model_name: plan.status["metrics"]}
@@ -158,11 +175,27 @@ def _sort_pods(job: ResolvedJob, pods: list[Mapping[str, Any]], digest: str
     return live, stale
 
 
+def _attempt(entry: Mapping[str, Any]) -> int:
+    """The worker's pod number: its own retries plus its reruns for a retried aggregator."""
+    return int(entry["restarts"]) + int(entry.get("reruns", 0))
+
+
+def _rerun(entry: dict[str, Any], aggregator_attempt: int, not_before: float) -> None:
+    """A trainer whose pod served an earlier aggregator attempt runs again for the current one: a failing
+    aggregator ends its trainers ("job failed", exit 0), and a retried aggregator with no trainer left would
+    wait for nobody. Not a failure of the trainer's own, so it does not count against its backoff limit;
+    its state folder (noise seed, ledger) lets it resume rather than start over."""
+    entry["succeeded"] = False
+    entry["reruns"] = int(entry.get("reruns", 0)) + 1
+    entry["forAggregator"] = aggregator_attempt
+    entry["notBefore"] = max(float(entry.get("notBefore", 0.0)), float(not_before))  # with its aggregator
+
+
 def _create_when_due(plan: Plan, desired: Desired, worker: WorkerSpec, entry: dict[str, Any],
                      pods: list[Mapping[str, Any]], now: float) -> None:
     """Create the worker's pod for its current attempt, unless its backoff has not passed yet or a pod of
     that name is still terminating (then come back shortly)."""
-    name = names.pod_name(desired.job.name, worker.name, entry["restarts"])
+    name = names.pod_name(desired.job.name, worker.name, _attempt(entry))
     not_before = float(entry.get("notBefore", 0.0))
     if now < not_before:
         plan.wake(not_before - now)
@@ -171,7 +204,7 @@ def _create_when_due(plan: Plan, desired: Desired, worker: WorkerSpec, entry: di
         plan.wake(TERMINATING_WAIT_S)
         return
     plan.create.append(worker_pod(desired.job, worker, desired.raw_spec, desired.secrets.get(worker.name),
-                                  desired.options, attempt=entry["restarts"]))
+                                  desired.options, attempt=_attempt(entry)))
 
 
 def _on_failure(plan: Plan, worker: WorkerSpec, entry: dict[str, Any], code: int | None, policy: Policy,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fedmist.launch.kube import names
-from fedmist.launch.kube.volumes import host_mounts, trainer_state_volume, volume_objects
+from fedmist.launch.kube.volumes import aggregator_state_volume, host_mounts, trainer_state_volume, volume_objects
 from fedmist.spec.errors import ManifestError
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.load import Bundle
@@ -38,7 +38,8 @@ TLS_FILES: Final = {"aggregator": {"FEDMIST_TLS_CERT": "tls.crt", "FEDMIST_TLS_K
 @dataclass(frozen=True)
 class RenderOptions:
     """``uid``: the job's uid for owner references (a placeholder offline); ``token``: when set, the token
-    Secret is rendered with it (the operator always sets it); ``image``: replaces every worker image."""
+    Secret is rendered with it (the operator always sets it); ``image``: replaces every worker image;
+    ``native_sidecar``: False for servers before 1.29 (the status server becomes a plain container)."""
 
     uid: str = names.UID_PLACEHOLDER
     token: str | None = None
@@ -46,6 +47,7 @@ class RenderOptions:
     default_image: str = names.DEFAULT_IMAGE
     owner_refs: bool = True
     spec_hash: str = ""
+    native_sidecar: bool = True
 
 
 def credential_secrets(bundle: Bundle, job: ResolvedJob) -> dict[str, str]:
@@ -159,13 +161,16 @@ def thread_env(container: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"name": "FEDMIST_THREADS", "value": threads}, {"name": "OMP_NUM_THREADS", "value": threads}]
 
 
-def _status_sidecar(image: str) -> dict[str, Any]:
-    """Serves the aggregator's report file over HTTP for the operator (a native sidecar: an init container
-    with ``restartPolicy: Always`` is stopped by the kubelet once the aggregator exits)."""
+def _status_sidecar(image: str, native: bool = True) -> dict[str, Any]:
+    """Serves the aggregator's report file over HTTP for the operator. Native (>= 1.29): an init container
+    with ``restartPolicy: Always``, stopped by the kubelet once the aggregator exits. Older servers drop that
+    field, and such an init container would never let the aggregator start: there it is a plain container
+    that exits by itself once the final report was read, so the pod can still complete."""
+    sidecar: dict[str, Any] = {"restartPolicy": "Always"} if native else {}
     return {
-        "name": "fedmist-status", "image": image, "restartPolicy": "Always",
+        "name": "fedmist-status", "image": image, **sidecar,
         "command": ["python", "-m", "fedmist.launch.kube.statusd"],
-        "args": ["--file", REPORT_FILE, "--port", str(names.STATUS_PORT)],
+        "args": ["--file", REPORT_FILE, "--port", str(names.STATUS_PORT), *([] if native else ["--exit-after-final"])],
         "ports": [{"name": names.STATUS_PORT_NAME, "containerPort": names.STATUS_PORT, "protocol": "TCP"}],
         "volumeMounts": [{"name": "fedmist-report", "mountPath": REPORT_DIR, "readOnly": True}],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
@@ -187,9 +192,9 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
     containers = [dict(c) for c in spec.get("containers") or [{}]]
     main = containers[0]
     volumes, mounts = volume_objects(host_mounts(job, worker))
-    # a trainer's state (noise seed, privacy ledger) must survive its pod; the aggregator's is per attempt
+    # state must survive the pod: a trainer's noise seed and privacy ledger, the aggregator's checkpoints
     volumes.append(trainer_state_volume(job.namespace, worker.name) if worker.role == "trainer"
-                   else {"name": "fedmist-state", "emptyDir": {}})
+                   else aggregator_state_volume(job.namespace, options.uid, options.spec_hash))
     mounts.append({"name": "fedmist-state", "mountPath": STATE_DIR})
     if job.channel_secret and job.channel_secret.has_tls:  # only the files this role needs (no key on trainers)
         keys = TLS_FILES[worker.role].values()
@@ -201,8 +206,11 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
         mounts.append({"name": "fedmist-report", "mountPath": REPORT_DIR})
         main["ports"] = [*main.get("ports", []), {"name": names.AGG_PORT_NAME, "containerPort": names.AGG_PORT,
                                                   "protocol": "TCP"}]
-        sidecar = _status_sidecar(options.image or options.default_image)
-        spec["initContainers"] = [*spec.get("initContainers", []), sidecar]
+        sidecar = _status_sidecar(options.image or options.default_image, options.native_sidecar)
+        if options.native_sidecar:
+            spec["initContainers"] = [*spec.get("initContainers", []), sidecar]
+        else:
+            containers.append(sidecar)
     main.update(
         name=main.get("name") or "worker",
         image=options.image or main.get("image") or options.default_image,
@@ -212,6 +220,13 @@ def worker_pod(job: ResolvedJob, worker: WorkerSpec, raw_spec: Mapping[str, Any]
         volumeMounts=[*main.get("volumeMounts", []), *mounts],
     )
     spec.update(containers=containers, restartPolicy="Never", volumes=[*spec.get("volumes", []), *volumes])
+    # workers never call the API: no ServiceAccount token in their pods unless the template asks for one
+    spec.setdefault("automountServiceAccountToken", False)
+    # the same environment in every attempt of a worker: a checkpoint is resumed only by a run of the same
+    # spec, and the worker's digest covers its environment (HOSTNAME is the pod's hostname, and service links
+    # add a variable per Service of the namespace, which come and go with other jobs)
+    spec.setdefault("hostname", names.pod_name(job.name, worker.name))
+    spec.setdefault("enableServiceLinks", False)
     if worker.node_name:
         spec["nodeName"] = worker.node_name
     template_meta = template.get("metadata") or {}

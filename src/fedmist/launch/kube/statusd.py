@@ -4,7 +4,9 @@ Why a sidecar and not the aggregator itself: the report is the very dict the loc
 ``FEDMIST_STATUS_FILE`` (``fedmist.worker.report``), so the worker code needs no Kubernetes knowledge and no
 API credentials. ``GET /report`` returns the file as written (503 until the first write). On SIGTERM (the
 kubelet stops a native sidecar once the aggregator exits) it keeps serving until the final report has been
-fetched once, or ``--linger`` seconds passed, so the operator can still read the final metrics.
+fetched once, or ``--linger`` seconds passed, so the operator can still read the final metrics. With
+``--exit-after-final`` (servers before 1.29, where it runs as a plain container the kubelet never stops) it
+exits by itself once the final report was fetched, so the aggregator's pod can complete.
 
 Run: ``python -m fedmist.launch.kube.statusd --file /var/run/fedmist/report.json --port 7364``.
 """
@@ -64,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def serve(report: Path, port: int, linger_s: float, host: str = "0.0.0.0") -> int:
+def serve(report: Path, port: int, linger_s: float, host: str = "0.0.0.0", exit_after_final: bool = False) -> int:
     server = ReportServer((host, port), report)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -72,7 +74,8 @@ def serve(report: Path, port: int, linger_s: float, host: str = "0.0.0.0") -> in
     thread.start()
     try:
         while not stop.wait(0.5):
-            pass
+            if exit_after_final and server.final_served.is_set():
+                break
     except KeyboardInterrupt:
         pass
     deadline = time.monotonic() + linger_s
@@ -87,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--file", required=True, type=Path)
     parser.add_argument("--port", type=int, default=7364)
     parser.add_argument("--linger", type=float, default=20.0, help="seconds to wait for the final fetch on SIGTERM")
+    parser.add_argument("--exit-after-final", action="store_true",
+                        help="exit once the final report was fetched (a plain container: Kubernetes < 1.29)")
     args = parser.parse_args(argv)
-    return serve(args.file, args.port, args.linger)
+    return serve(args.file, args.port, args.linger, exit_after_final=args.exit_after_final)
 
 
 if __name__ == "__main__":

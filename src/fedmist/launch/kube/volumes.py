@@ -22,6 +22,8 @@ from fedmist.spec.paths import is_remote
 FOLDER_FORMATS: Final = frozenset({"dir", "idx"})
 # Where a trainer's state (noise seed, privacy ledger) lives on its edge node: <root>/<namespace>/<worker>.
 EDGE_STATE_ROOT: Final = "/var/lib/fedmist/edges"
+# Where an aggregator's state (checkpoints, feature store) lives on its node: <root>/<namespace>/<job uid>/<spec hash>.
+JOB_STATE_ROOT: Final = "/var/lib/fedmist/jobs"
 
 
 @dataclass(frozen=True)
@@ -119,4 +121,20 @@ def trainer_state_volume(namespace: str, worker: str) -> dict[str, Any]:
     return {"name": "fedmist-state",
             "hostPath": {"path": posixpath.join(EDGE_STATE_ROOT, dns_label(namespace) or "default",
                                                 dns_label(worker) or "worker"),
+                         "type": "DirectoryOrCreate"}}
+
+
+def aggregator_state_volume(namespace: str, uid: str, spec_hash: str) -> dict[str, Any]:
+    """The aggregator's state folder: a hostPath on its node, ``JOB_STATE_ROOT/<namespace>/<job uid>/<spec
+    hash>``, created on first use.
+
+    Why it must outlive the pod: it holds the round checkpoints and MistNet's feature store, so a recreated
+    aggregator pod (deleted, evicted, or retried after a failure) resumes where the last one stopped instead
+    of starting over. Why keyed by the job's uid and spec digest: a new job of the same name, or a changed
+    spec (which restarts the job), must not resume an old run's checkpoint. The folders stay on the node after
+    the job (the operator has no agent there): remove ``JOB_STATE_ROOT/<namespace>/<uid>`` when done.
+    """
+    return {"name": "fedmist-state",
+            "hostPath": {"path": posixpath.join(JOB_STATE_ROOT, dns_label(namespace) or "default",
+                                                dns_label(uid) or "job", dns_label(spec_hash) or "spec"),
                          "type": "DirectoryOrCreate"}}
