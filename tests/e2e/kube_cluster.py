@@ -1,7 +1,7 @@
 """The test cluster of the Kubernetes end-to-end tests: the emulated API (``fedmist.testing.kubeapi``) with
 the CRDs and ``deploy/rbac.yaml`` applied, a process kubelet for the job's nodes, and the real ``fedmist
 operator`` as its own process, authenticated as the ServiceAccount of ``deploy/rbac.yaml`` through a
-kubeconfig (and ``FEDMIST_KUBE_URL`` for the REST client of this commit, see ``operator_shim``)."""
+kubeconfig (the operator logs in from ``KUBECONFIG``, as on a laptop)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class Cluster:
         self.operator_starts += 1
         log = (self.root / f"operator-{self.operator_starts}.log").open("w")
         self.operator = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "e2e" / "operator_shim.py"), "operator", "--namespace",
+            [sys.executable, "-m", "fedmist", "operator", "--namespace",
              self.namespace, "--interval", "1"], env=self.operator_env, stdout=log, stderr=subprocess.STDOUT,
             cwd=REPO)
 
@@ -130,11 +130,7 @@ def start_cluster(root: Path, host_paths: Mapping[str, Path], namespace: str = "
     api.call(lambda: api.store.create(api.store.registry.find("", "v1", "namespaces"), "",
                                       {"metadata": {"name": namespace}}))
     token = api.add_token(User.service_account("fedmist-system", "fedmist-operator"))
-    account = root / "serviceaccount"
-    account.mkdir()
-    (account / "token").write_text(token)
-    env = {**os.environ, "KUBECONFIG": str(api.write_kubeconfig(root / "kubeconfig", token, namespace)),
-           "FEDMIST_KUBE_URL": api.url, "FEDMIST_TEST_SERVICE_ACCOUNT": str(account)}
+    env = {**os.environ, "KUBECONFIG": str(api.write_kubeconfig(root / "kubeconfig", token, namespace))}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     import fedmist  # pods import this checkout, whatever their working folder
 

@@ -197,10 +197,6 @@ def test_mistnet_demo_job_succeeds_though_a_trainer_pod_is_deleted_mid_upload(mi
     assert (tmp_path / "model" / "lenet5-mistnet.pth").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "launch/kube/render.py mounts the aggregator's FEDMIST_STATE_DIR on an emptyDir, so a recreated aggregator pod "
-    "finds no checkpoint and starts over (the `operator` branch owns the fix; strict: this flips to a failure, "
-    "and the marker must go, once the checkpoint survives the pod)"))
 def test_fedavg_aggregator_pod_deleted_mid_training_resumes_from_its_checkpoint(png_data, tmp_path):
     docs = example_documents(FEDAVG, {"learning_rate": "0.05", "epochs": "2"}, exit_round="3")
     cluster = start_cluster(tmp_path / "cluster", {"/data": png_data, "/model": tmp_path / "model"})

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ import torch
 from fedmist.models.cloud_train import CloudTrainState, InMemoryPackedSource, train_cloud
 from fedmist.models.registry import build_model
 from fedmist.models.split import split_model
-from fedmist.worker.checkpoint import Checkpoint, CheckpointStore, decode, encode, spec_hash
+from fedmist.spec.params import parse_params
+from fedmist.worker.checkpoint import Checkpoint, CheckpointStore, decode, encode, job_spec_fields, spec_hash
 
 
 def _arrays(value: float, n: int = 8) -> dict[str, np.ndarray]:
@@ -134,3 +136,21 @@ def test_cloud_training_resumed_from_a_checkpoint_ends_bit_identical(tmp_path):
         assert torch.equal(a, b), name
     assert [(h["loss"], h["accuracy"]) for h in result["history"]] == [
         (h["loss"], h["accuracy"]) for h in reference["history"]]
+
+
+def _ctx(env: dict[str, str]) -> SimpleNamespace:
+    return SimpleNamespace(job="j", participants=("a", "b"), transmitter="ws", pretrained_model_url=None,
+                           params=parse_params({"aggregation_algorithm": "fedavg", **env}))
+
+
+def test_the_spec_digest_ignores_the_process_environment_but_not_user_parameters() -> None:
+    """A recreated aggregator pod (another HOSTNAME, per-pod FEDMIST_* folders) finds its job's checkpoint;
+    a changed user parameter (a custom trainer's setting) does not."""
+    base = {"rounds": "5", "mu_custom": "0.1"}
+    first = spec_hash(job_spec_fields(_ctx({**base, "HOSTNAME": "agg-0", "FEDMIST_STATUS_FILE": "/pod0/s.json",
+                                            "PATH": "/a"})))
+    again = spec_hash(job_spec_fields(_ctx({**base, "HOSTNAME": "agg-0-1", "FEDMIST_STATUS_FILE": "/pod1/s.json",
+                                            "PATH": "/b", "KUBERNETES_SERVICE_HOST": "10.0.0.1"})))
+    assert first == again
+    assert spec_hash(job_spec_fields(_ctx({**base, "mu_custom": "0.2"}))) != first
+    assert spec_hash(job_spec_fields(_ctx({**base, "rounds": "6"}))) != first

@@ -228,6 +228,22 @@ class JobParams(BaseModel):
     extra: dict[str, str] = {}
 
 
+# Names in a worker's environment that describe the process or its host, not the job: they differ between two
+# pods (or two local runs) of the same job, so nothing that identifies the job (a checkpoint's digest) may
+# depend on them. FEDMIST_* are the launcher's and operator's plumbing (state, report and TLS paths, tokens).
+PROCESS_ENV_PREFIXES: Final = ("FEDMIST_", "KUBERNETES_", "LC_", "PYTHON", "XDG_", "OMP_", "MKL_", "SSL_")
+PROCESS_ENV_NAMES: Final = frozenset({"HOSTNAME", "HOME", "PATH", "PWD", "OLDPWD", "SHLVL", "TERM", "LANG",
+                                      "LANGUAGE", "USER", "LOGNAME", "SHELL", "TZ", "TMPDIR", "_", "VIRTUAL_ENV",
+                                      "YOLO_CONFIG_DIR", "CI"})
+
+
+def job_extra(extra: Mapping[str, str]) -> dict[str, str]:
+    """The part of :attr:`JobParams.extra` that is the job's own (a user trainer's or strategy's settings):
+    ``extra`` less the process environment (``PROCESS_ENV_PREFIXES``/``PROCESS_ENV_NAMES``)."""
+    return {key: value for key, value in extra.items()
+            if key.upper() not in PROCESS_ENV_NAMES and not key.upper().startswith(PROCESS_ENV_PREFIXES)}
+
+
 def parse_params(env: Mapping[str, str], where: str = "<env>", role: str = "aggregator") -> JobParams:
     """Validate the user parameters found in ``env`` (a process environment or a template's env).
 

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from fedmist.atomic import write_atomic
+from fedmist.spec.params import job_extra
 from fedmist.wire.arrays import write_weights
 
 log = logging.getLogger("fedmist.checkpoint")
@@ -60,9 +61,14 @@ def spec_hash(fields: Mapping[str, Any]) -> str:
 
 def job_spec_fields(ctx: Any, **extra: Any) -> dict[str, Any]:
     """The fields of a worker's job that a checkpoint must agree with: job name, participants, transmitter,
-    the pretrained model and every job parameter (plus runtime-specific ``extra``, e.g. the feature task)."""
+    the pretrained model and every job parameter (plus runtime-specific ``extra``, e.g. the feature task).
+
+    The process environment is not part of the job: a recreated pod has another HOSTNAME and other per-pod
+    folders in its FEDMIST_* paths, and must still find its job's checkpoint (``job_extra``)."""
+    params = ctx.params.model_dump(exclude={"extra"})
     return {"job": ctx.job, "participants": ctx.participants, "transmitter": ctx.transmitter,
-            "pretrained_model_url": ctx.pretrained_model_url, "params": ctx.params.model_dump(), **extra}
+            "pretrained_model_url": ctx.pretrained_model_url, "params": params,
+            "user_params": job_extra(ctx.params.extra), **extra}
 
 
 def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
