@@ -32,6 +32,7 @@ from fedmist.launch.netlab.nsenter import NETNS_ENV
 from fedmist.launch.progress import ProgressView
 from fedmist.launch.spawn import Zygote, ZygoteChild
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
+from fedmist.launch.uplink import UplinkMeter
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.params import PARSERS
 from fedmist.transport.tls import TlsFiles, make_job_pki, write_tls_files
@@ -143,6 +144,7 @@ class LocalJob:
         self._lost: set[str] = set()
         self._family = family_of(job.params_for(job.aggregator).aggregation_algorithm or "")
         self._config_error = False  # the job failed because a worker exited 2 (bad configuration)
+        self._uplinks = UplinkMeter()
 
     # -- paths -------------------------------------------------------------------------------------------------
     def report_path(self, name: str) -> Path:
@@ -292,6 +294,7 @@ class LocalJob:
                 self.reports[name] = json.loads(self.report_path(name).read_text())
             except (OSError, ValueError):
                 pass
+        self._uplinks.observe(self.job.aggregator.name, self.reports)
 
     def _finished(self) -> bool:
         """Decide the job's fate from the processes; True once it is decided.
