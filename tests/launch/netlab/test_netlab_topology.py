@@ -20,6 +20,14 @@ def test_a_file_gives_each_edge_its_link_over_the_default(tmp_path):
         topology.check_workers(["edge1", "edge3"])
 
 
+def test_an_outage_can_start_after_a_byte_count_instead_of_a_time():
+    topology = parse_topology({"edges": {"edge1": {"outages": [{"after": "100kB", "for": "10s"},
+                                                               {"at": "1s", "for": "2s"}]}}}, "links.yaml")
+    assert topology.link_for("edge1").outages == (Outage(1.0, 2.0), Outage(0.0, 10.0, after_bytes=100_000))
+    with pytest.raises(TopologyError, match=r"after: '1 lot' is not a size"):
+        parse_topology({"default": {"outages": [{"after": "1 lot", "for": "1s"}]}}, "links.yaml")
+
+
 def test_the_link_flag_is_the_same_link_for_every_edge():
     assert parse_link_flag("up=2mbit, delay=100ms,loss=0.5%") == Link(up_bps=2_000_000, delay_s=0.1, loss_pct=0.5)
 

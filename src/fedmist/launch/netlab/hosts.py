@@ -34,6 +34,7 @@ CLOUD_IP = f"{SUBNET}.0.2"
 MAX_EDGES = 250
 COMMAND_TIMEOUT_S = 20.0
 NFT_TABLE = "fedmist"
+OUTAGE_POLL_S = 0.05
 
 
 class NetlabError(RuntimeError):
@@ -199,21 +200,43 @@ class Netlab:
             self._scheduler.start()
 
     def _outages(self, t0: float) -> None:
-        plan = sorted((t0 + o.at_s + end * o.for_s, end, worker) for worker in self.trainers
-                      for o in self.link_of(worker).outages for end in (0, 1))
-        for when, end, worker in plan:
-            if self._stop.wait(max(0.0, when - time.monotonic())):
-                return
-            netns = self.edges[worker][1]
-            try:
-                if end:
-                    _run("ip", "netns", "exec", netns, "nft", "flush", "chain", "inet", NFT_TABLE, "outage")
-                else:
-                    _run("ip", "netns", "exec", netns, "nft", "add", "rule", "inet", NFT_TABLE, "outage", "drop")
-            except NetlabError as exc:
-                self.events.append({"t": time.time(), "edge": worker, "event": f"error: {exc}"})
-                continue
-            self.events.append({"t": time.time(), "edge": worker, "event": "link up" if end else "link down"})
+        """The outage clock: each outage starts at its time (or once its byte count went up the link, polled
+        every ``OUTAGE_POLL_S``) and ends ``for`` seconds later; outages of one edge never overlap."""
+        pending = {w: list(self.link_of(w).outages) for w in self.trainers if self.link_of(w).outages}
+        ends: dict[str, float] = {}
+        while (pending or ends) and not self._stop.wait(OUTAGE_POLL_S):
+            now = time.monotonic()
+            for worker, when in list(ends.items()):
+                if now >= when:
+                    del ends[worker]
+                    self._set_outage(worker, False)
+            for worker, outages in list(pending.items()):
+                if not outages:
+                    del pending[worker]
+                    continue
+                if worker in ends:
+                    continue
+                due = outages[0]
+                sent = self.relay.counters[worker].bytes_up if self.relay is not None else 0
+                if (sent >= due.after_bytes) if due.after_bytes is not None else now >= t0 + due.at_s:
+                    outages.pop(0)
+                    ends[worker] = now + due.for_s
+                    self._set_outage(worker, True, sent)
+
+    def _set_outage(self, worker: str, down: bool, sent: int = 0) -> None:
+        netns = self.edges[worker][1]
+        try:
+            if down:
+                _run("ip", "netns", "exec", netns, "nft", "add", "rule", "inet", NFT_TABLE, "outage", "drop")
+            else:
+                _run("ip", "netns", "exec", netns, "nft", "flush", "chain", "inet", NFT_TABLE, "outage")
+        except NetlabError as exc:
+            self.events.append({"t": time.time(), "edge": worker, "event": f"error: {exc}"})
+            return
+        event: dict[str, Any] = {"t": time.time(), "edge": worker, "event": "link down" if down else "link up"}
+        if down:
+            event["bytes_up_before"] = sent
+        self.events.append(event)
 
     def snapshot(self) -> dict[str, Any]:
         """For status.json: each edge's link as configured and what crossed it, and the outages so far."""

@@ -11,8 +11,9 @@ manifests run on loopback, behind emulated links, or on a real cluster. The form
     edges:
       edge1:                 # a worker name as `fedmist validate` prints it
         up: 256kbit
-        outages:             # the link drops every packet for a while; `at` counts from the workers' start
-          - {at: 20s, for: 10s}
+        outages:             # the link drops every packet for a while: from `at` (seconds after the workers
+          - {at: 20s, for: 10s}      # start), or once `after` bytes went up this link (mid-upload, whatever
+          - {after: 100kB, for: 10s} # the start-up took)
 
 Parsed and checked once, here; every error is one line naming the file and the field.
 """
@@ -41,10 +42,12 @@ class TopologyError(ValueError):
 
 @dataclass(frozen=True)
 class Outage:
-    """The link drops every packet, both ways, from ``at_s`` (seconds after the workers start) for ``for_s``."""
+    """The link drops every packet, both ways, for ``for_s``: from ``at_s`` seconds after the workers start, or
+    (``after_bytes`` set) once that many bytes went up the link."""
 
     at_s: float
     for_s: float
+    after_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Link:
                  f"delay {self.delay_s * 1000:g} ms"]
         if self.loss_pct:
             parts.append(f"loss {self.loss_pct:g}%")
-        parts += [f"outage at {o.at_s:g} s for {o.for_s:g} s" for o in self.outages]
+        parts += [(f"outage after {o.after_bytes} B up" if o.after_bytes is not None else f"outage at {o.at_s:g} s")
+                  + f" for {o.for_s:g} s" for o in self.outages]
         return ", ".join(parts)
 
 
@@ -156,10 +160,23 @@ def _outages(raw: Any, where: str) -> tuple[Outage, ...]:
         raise TopologyError(f"{where}: expected a list (at most {MAX_OUTAGES}) of {{at: 20s, for: 10s}}")
     out = []
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) != {"at", "for"}:
-            raise TopologyError(f"{where}[{i}]: expected {{at: <time>, for: <time>}}")
-        out.append(Outage(parse_time(item["at"], f"{where}[{i}].at"), parse_time(item["for"], f"{where}[{i}].for")))
-    return tuple(sorted(out, key=lambda o: o.at_s))
+        if not isinstance(item, dict) or set(item) not in ({"at", "for"}, {"after", "for"}):
+            raise TopologyError(f"{where}[{i}]: expected {{at: <time>, for: <time>}} or {{after: <bytes>, for: <time>}}")
+        duration = parse_time(item["for"], f"{where}[{i}].for")
+        if "after" in item:
+            out.append(Outage(0.0, duration, parse_bytes(item["after"], f"{where}[{i}].after")))
+        else:
+            out.append(Outage(parse_time(item["at"], f"{where}[{i}].at"), duration))
+    return tuple(sorted(out, key=lambda o: (o.after_bytes is not None, o.at_s, o.after_bytes or 0)))
+
+
+def parse_bytes(value: Any, where: str) -> int:
+    """``"100kB"``, ``"2MB"``, ``5000`` -> bytes (decimal units, as the progress lines print them)."""
+    match = re.match(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(B|kB|MB|GB)?\s*$", str(value))
+    if not match or isinstance(value, bool):
+        raise TopologyError(f"{where}: {value!r} is not a size like 100kB or 2MB")
+    scale = {"B": 1, "kB": 1_000, "MB": 1_000_000, "GB": 1_000_000_000}[match.group(2) or "B"]
+    return int(float(match.group(1)) * scale)
 
 
 def parse_topology(raw: Any, source: str) -> Topology:
