@@ -13,7 +13,7 @@ def add_link_args(run: argparse.ArgumentParser) -> None:
     group = run.add_mutually_exclusive_group()
     group.add_argument("--topology", metavar="FILE",
                        help="put each worker in its own network namespace behind the link FILE describes "
-                            "(rates, delay, loss, outages per edge; needs root; see docs/DESIGN.md section 7)")
+                            "(rates, delay, loss, outages per edge; needs root; see docs/DESIGN.md section 7.1)")
     group.add_argument("--link", metavar="SPEC",
                        help="the same link for every edge, e.g. up=1mbit,down=10mbit,delay=50ms,loss=1%% "
                             "(a --topology without a file; needs root)")
