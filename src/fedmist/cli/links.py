@@ -14,9 +14,9 @@ def add_link_args(run: argparse.ArgumentParser) -> None:
     group.add_argument("--topology", metavar="FILE",
                        help="put each worker in its own network namespace behind the link FILE describes "
                             "(rates, delay, loss, outages per edge; needs root; see docs/DESIGN.md section 7.1)")
-    group.add_argument("--link", metavar="SPEC",
-                       help="the same link for every edge, e.g. up=1mbit,down=10mbit,delay=50ms,loss=1%% "
-                            "(a --topology without a file; needs root)")
+    group.add_argument("--link", metavar="[EDGE:]SPEC", action="append",
+                       help="every edge's link, e.g. up=1mbit,down=10mbit,delay=50ms,loss=1%%, or with EDGE: "
+                            "one edge's (repeatable; a --topology without a file; needs root)")
 
 
 @contextlib.contextmanager
@@ -27,9 +27,9 @@ def network_for(args: argparse.Namespace, job: Any) -> Iterator[Any]:
         yield None
         return
     from fedmist.launch.netlab.hosts import Netlab, NetlabError
-    from fedmist.launch.netlab.topology import Topology, load_topology, parse_link_flag
+    from fedmist.launch.netlab.topology import load_topology, topology_from_flags
 
-    topology = load_topology(args.topology) if args.topology else Topology(default=parse_link_flag(args.link))
+    topology = load_topology(args.topology) if args.topology else topology_from_flags(args.link)
     trainers = [worker.name for worker in job.resolved.trainers]
     try:
         lab = Netlab(topology, trainers)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from fedmist.launch.netlab.topology import Link, Outage, TopologyError, load_topology, parse_link_flag, parse_topology
+from fedmist.launch.netlab.topology import (
+    Link,
+    Outage,
+    TopologyError,
+    load_topology,
+    parse_link_flag,
+    parse_topology,
+    topology_from_flags,
+)
 
 
 def test_a_file_gives_each_edge_its_link_over_the_default(tmp_path):
@@ -28,8 +36,11 @@ def test_an_outage_can_start_after_a_byte_count_instead_of_a_time():
         parse_topology({"default": {"outages": [{"after": "1 lot", "for": "1s"}]}}, "links.yaml")
 
 
-def test_the_link_flag_is_the_same_link_for_every_edge():
+def test_the_link_flag_is_the_same_link_for_every_edge_or_one_edges():
     assert parse_link_flag("up=2mbit, delay=100ms,loss=0.5%") == Link(up_bps=2_000_000, delay_s=0.1, loss_pct=0.5)
+    topology = topology_from_flags(["up=10mbit,delay=50ms", "edge2:up=1mbit", "edge2:loss=1%"])
+    assert topology.link_for("edge1") == Link(up_bps=10_000_000, delay_s=0.05)
+    assert topology.link_for("edge2") == Link(up_bps=1_000_000, delay_s=0.05, loss_pct=1.0)
 
 
 @pytest.mark.parametrize("raw, match", [
@@ -52,5 +63,5 @@ def test_a_missing_or_non_yaml_file_is_one_line(tmp_path):
     (tmp_path / "bad.yaml").write_text("default: [\n")
     with pytest.raises(TopologyError, match="not YAML"):
         load_topology(tmp_path / "bad.yaml")
-    with pytest.raises(TopologyError, match="expected up=RATE"):
+    with pytest.raises(TopologyError, match=r"expected \[EDGE:\]up=RATE"):
         parse_link_flag("rate=1mbit")

@@ -203,12 +203,27 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(raw, str(path))
 
 
-def parse_link_flag(text: str) -> Link:
-    """``--link up=1mbit,down=10mbit,delay=50ms,loss=1%``: the same link for every edge, without a file."""
+def parse_link_flag(text: str, base: Link = Link()) -> Link:
+    """``--link up=1mbit,down=10mbit,delay=50ms,loss=1%``: a link without a file (over ``base``)."""
     raw: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key.strip() not in LINK_FIELDS - {"outages"}:
-            raise TopologyError(f"--link {text!r}: expected up=RATE,down=RATE,delay=TIME,loss=PCT")
+            raise TopologyError(f"--link {text!r}: expected [EDGE:]up=RATE,down=RATE,delay=TIME,loss=PCT")
         raw[key.strip()] = value.strip()
-    return parse_link(raw, f"--link {text!r}")
+    return parse_link(raw, f"--link {text!r}", base)
+
+
+def topology_from_flags(flags: list[str]) -> Topology:
+    """Repeated ``--link``: ``SPEC`` is every edge's link, ``EDGE:SPEC`` one edge's (over the default)."""
+    default, named = Link(), []
+    for flag in flags:
+        name, sep, spec = flag.partition(":")
+        if sep and "=" not in name:
+            named.append((name.strip(), spec))
+        else:
+            default = parse_link_flag(flag, default)
+    edges: dict[str, Link] = {}
+    for name, spec in named:
+        edges[name] = parse_link_flag(spec, edges.get(name, default))
+    return Topology(default=default, edges=edges, source="--link")
