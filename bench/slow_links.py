@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,18 @@ def run_fedmist(kind: str, work: Path, data: Path, pretrained: Path, mbit: float
     best = max([best, *((h.get("test_accuracy", h.get("accuracy")) or 0.0) for h in history)])
     links = status.get("links", {}).get("edges", {})
     return {"exit": proc.returncode, "to_target_s": hit, "wall_s": wall, "best": best, "steps": len(history),
+            "link_busy_s": busy_s(links.values(), started),
             "bytes_up": sum(e.get("bytes_up", 0) for e in links.values()),
             "bytes_down": sum(e.get("bytes_down", 0) for e in links.values())}
+
+
+def busy_s(links: Any, started: float) -> list[float | None]:
+    """(first byte up, last byte up) on the slowest edge link, in seconds from the run's start: when the
+    uplinks carried data (the rest of the time to target is start-up, compute and waiting)."""
+    spans = [(c["first_byte_at"], c["last_byte_at"]) for c in links if c.get("first_byte_at")]
+    if not spans:
+        return [None, None]
+    return [round(min(a for a, _ in spans) - started, 1), round(max(b for _, b in spans) - started, 1)]
 
 
 # ---- Flower and the raw-upload baseline, in namespaces of the bench's own lab --------------------------------
@@ -152,7 +163,7 @@ def run_in_lab(kind: str, work: Path, data: Path, pretrained: Path, mbit: float,
     out = json.loads(result.read_text()) if result.exists() else {}
     hit = out.get("hit_at")
     return {"exit": server.returncode, "to_target_s": None if hit is None else hit - started, "wall_s": wall,
-            "best": out.get("best", 0.0), "steps": out.get("steps", 0),
+            "best": out.get("best", 0.0), "steps": out.get("steps", 0), "link_busy_s": busy_s(counters.values(), started),
             "bytes_up": sum(c.get("bytes_up", 0) for c in counters.values()),
             "bytes_down": sum(c.get("bytes_down", 0) for c in counters.values())}
 
@@ -255,15 +266,20 @@ def raw_cloud(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(2)
     server = socket.create_server((CLOUD_IP, PORT))
-    parts = []
-    for _ in EDGES:
-        conn, _ = server.accept()
+    parts: list = []
+
+    def receive(conn: socket.socket) -> None:
         with conn:
             conn.sendall(b"R")  # ready: the edge sends only once the cloud is there (the relay accepts before)
             count = struct.unpack("<Q", _recv_exact(conn, 8))[0]
-            blob = _recv_exact(conn, count * 785)
-            rows = np.frombuffer(blob, np.uint8).reshape(count, 785)
-            parts.append(rows)
+            parts.append(np.frombuffer(_recv_exact(conn, count * 785), np.uint8).reshape(count, 785))
+
+    receivers = []
+    for _ in EDGES:  # both edges upload at once, each on its own link
+        receivers.append(threading.Thread(target=receive, args=(server.accept()[0],)))
+        receivers[-1].start()
+    for thread in receivers:
+        thread.join()
     rows = np.concatenate(parts)
     x, y = as_tensors(rows[:, :784].reshape(-1, 28, 28), rows[:, 784])
     model = _model(args.pretrained)
@@ -355,7 +371,7 @@ def main() -> None:
             r["load"] = os.getloadavg()[0]
             print(f"{mbit:g} Mbit/s {kind:8s} to {args.target:.0%}: {fmt_s(r['to_target_s']):>12s}  best {r['best']:.4f}"
                   f"  wall {r['wall_s']:.1f} s  up {r['bytes_up'] / 1e6:.2f} MB  down {r['bytes_down'] / 1e6:.2f} MB"
-                  f"  steps {r['steps']}  exit {r['exit']}  load {r['load']:.2f}", flush=True)
+                  f"  steps {r['steps']}  uplinks busy {r['link_busy_s']} s  exit {r['exit']}  load {r['load']:.2f}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"\n| uplink | system | to {args.target:.0%} | best acc | wall s | MB up (both edges) | MB down |")
