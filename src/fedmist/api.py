@@ -39,6 +39,7 @@ from fedmist.spec.load import bundle_from_documents, load_manifests
 from fedmist.spec.manifests import PYTHON_FORMAT
 
 if TYPE_CHECKING:  # only for the annotation: the launcher is imported when a job runs
+    from fedmist.launch.netlab.hosts import Netlab
     from fedmist.launch.spawn import Zygote
 
 __all__ = ["Edge", "Job", "RunResult", "load_job", "parse_path_map", "pretrain"]
@@ -271,21 +272,24 @@ class Job:
         check_job(self._resolved, self._python_path)
 
     def run(self, workdir: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, progress: bool = False,
-            max_restarts: int = 3, tls: bool = True, check: bool = True, prefork: bool | Zygote = True) -> RunResult:
+            max_restarts: int = 3, tls: bool = True, check: bool = True, prefork: bool | Zygote = True,
+            network: Netlab | None = None) -> RunResult:
         """Run the job on this machine -- the aggregator and one process per edge, as ``fedmist run`` does --
         and wait for it. ``workdir`` (default ``runs/<name>``) receives ``status.json``, logs and state.
         ``progress`` draws the live table on the terminal. Configuration errors found by :meth:`check` raise
         ``ManifestError`` before any process starts; everything after that is in the returned result.
         ``prefork=False`` starts every worker as a fresh interpreter (as a container does) instead of forking
         it from a process that imported torch once (faster start-up; see :mod:`fedmist.launch.zygote`); a
-        ``fedmist.launch.spawn.Zygote`` started earlier is used (and closed) by this run."""
+        ``fedmist.launch.spawn.Zygote`` started earlier is used (and closed) by this run. ``network`` (a
+        ``fedmist.launch.netlab.hosts.Netlab`` already up) puts each worker on its own host behind its link."""
         from fedmist.launch.local import LocalJob, RunOptions
 
         if check:
             self.check()
         folder = Path(workdir) if workdir is not None else Path("runs") / self.name
         options = RunOptions(workdir=folder, timeout_s=timeout, progress=progress, tls=tls, max_restarts=max_restarts,
-                             python_path=self.python_path, prefork=prefork)
+                             python_path=self.python_path, prefork=prefork,
+                             network=network)
         code = LocalJob(self._resolved, options).run()
         try:
             status = json.loads((folder / "status.json").read_text())

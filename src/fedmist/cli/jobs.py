@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from fedmist.cli.common import Subparsers, add_command, add_job_args, load_job, quiet_openmp
+from fedmist.cli.links import add_link_args, network_for
 
 DEFAULT_TIMEOUT_S = 24 * 3600.0
 
@@ -20,9 +21,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     zygote = Zygote() if not args.no_prefork and hasattr(os, "fork") else None
     try:
         job = load_job(args)
-        result = job.run(args.workdir, timeout=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
-                         max_restarts=args.max_restarts, check=False,
-                         prefork=zygote if zygote is not None else not args.no_prefork)
+        with network_for(args, job) as network:
+            result = job.run(args.workdir, timeout=args.timeout, progress=not args.no_progress, tls=not args.no_tls,
+                             max_restarts=args.max_restarts, check=False,
+                             prefork=zygote if zygote is not None else not args.no_prefork, network=network)
     finally:
         if zygote is not None:
             zygote.close()  # the job has closed it already, unless it never started
@@ -42,7 +44,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from fedmist.launch.netlab.nsenter import enter_from_env
+
     quiet_openmp()
+    enter_from_env()  # behind an emulated link (fedmist run --topology): before any thread or socket exists
     from fedmist.worker.main import run_worker
 
     return run_worker("aggregator" if args.role == "aggregate" else "trainer", args.args)
@@ -62,6 +67,7 @@ def add_commands(sub: Subparsers) -> None:
     run.add_argument("--no-prefork", action="store_true",
                      help="start each worker as a fresh `python -m fedmist worker ...` (as a container does) "
                           "instead of forking it from a process that imported torch once (faster start)")
+    add_link_args(run)
 
     validate = add_command(sub, "validate", cmd_validate, "check manifests and print what would run")
     add_job_args(validate)

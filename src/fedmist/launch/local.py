@@ -27,9 +27,12 @@ import psutil
 
 from fedmist.atomic import write_json_atomic
 from fedmist.imports import python_path_env
+from fedmist.launch.netlab.hosts import Netlab
+from fedmist.launch.netlab.nsenter import NETNS_ENV
 from fedmist.launch.progress import ProgressView
 from fedmist.launch.spawn import Zygote, ZygoteChild
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
+from fedmist.launch.uplink import UplinkMeter
 from fedmist.spec.job import ResolvedJob, WorkerSpec
 from fedmist.spec.params import PARSERS
 from fedmist.transport.tls import TlsFiles, make_job_pki, write_tls_files
@@ -44,6 +47,7 @@ RESTARTING_POLICIES = frozenset({"OnFailure", "Always"})
 # Debug/fault-injection overrides (RELIABILITY.md): bind the aggregator to a fixed port, and point the trainers
 # at another port (a fault proxy in front of the aggregator). Not for production jobs; not job parameters.
 AGG_PORT_ENV = "FEDMIST_AGG_PORT"
+NETLAB_AGG_PORT = 7363  # the aggregator's port on its own network host (fedmist run --topology)
 TRAINER_AGG_PORT_ENV = "FEDMIST_TRAINER_AGG_PORT"
 
 
@@ -63,6 +67,9 @@ class RunOptions:
     # Fork workers from a zygote with torch preloaded (launch/zygote.py): True starts one, a Zygote is one the
     # caller started earlier (the job then owns and closes it); False starts each worker as a fresh interpreter.
     prefork: bool | Zygote = True
+    # Workers on their own network hosts behind emulated links (fedmist run --topology; launch/netlab): the
+    # aggregator binds the cloud host's address, each edge enters its namespace and dials its link's relay.
+    network: Netlab | None = None
 
 
 def _port_override(name: str) -> int | None:
@@ -119,7 +126,10 @@ class LocalJob:
         self.status = JobStatus(job.name)
         secret = job.channel_secret
         self.token = (secret.token if secret else "") or secrets.token_urlsafe(32)
-        self.port = options.agg_port or _port_override(AGG_PORT_ENV) or free_port(options.bind_host)
+        if options.network is not None:  # a fresh namespace: any port is free there, and it is not ours to probe
+            options.bind_host = options.network.agg_host
+        self.port = (options.agg_port or _port_override(AGG_PORT_ENV)
+                     or (NETLAB_AGG_PORT if options.network else free_port(options.bind_host)))
         self.trainer_port = options.trainer_agg_port or _port_override(TRAINER_AGG_PORT_ENV) or self.port
         self.workers: list[WorkerSpec] = [job.aggregator, *job.trainers]
         self.processes = {w.name: ProcessState(w.name, w.role, memory_limit_bytes=w.memory_limit_bytes)
@@ -134,6 +144,7 @@ class LocalJob:
         self._lost: set[str] = set()
         self._family = family_of(job.params_for(job.aggregator).aggregation_algorithm or "")
         self._config_error = False  # the job failed because a worker exited 2 (bad configuration)
+        self._uplinks = UplinkMeter()
 
     # -- paths -------------------------------------------------------------------------------------------------
     def report_path(self, name: str) -> Path:
@@ -158,6 +169,8 @@ class LocalJob:
         deadline = time.monotonic() + self.options.timeout_s
         previous_handler = _raise_on_sigterm()
         try:
+            if self.options.network is not None:
+                self.options.network.start(self.port)
             self._start_all()
             forked = all(isinstance(p, ZygoteChild) for p in self._popen.values())
             self.status.transition(RUNNING, "WorkersStarted", f"{len(self.workers)} worker processes started"
@@ -202,7 +215,8 @@ class LocalJob:
                 raise TlsSecretError(f"{self.job.job_file}: Secret of spec.transmitter.ws.credentialName: {exc}") from None
         if not self.options.tls:
             return None
-        return make_job_pki(self.workdir / "tls", self.job.name, [self.options.bind_host, "localhost"])
+        hosts = self.options.network.server_hosts() if self.options.network else []
+        return make_job_pki(self.workdir / "tls", self.job.name, [self.options.bind_host, "localhost", *hosts])
 
     def _start_all(self) -> None:
         for worker in self.workers:
@@ -242,7 +256,11 @@ class LocalJob:
                if k.lower() not in PARSERS and k not in (AGG_PORT_ENV, TRAINER_AGG_PORT_ENV)}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning on shared cores
         dial = self.port if worker.role == "aggregator" else self.trainer_port
-        env.update(self.job.worker_env(worker, agg_ip=self.options.bind_host, agg_port=dial))
+        network = self.options.network
+        agg_ip = network.dial_host(worker.name) if network and worker.role != "aggregator" else self.options.bind_host
+        env.update(self.job.worker_env(worker, agg_ip=agg_ip, agg_port=dial))
+        if network is not None:
+            env[NETNS_ENV] = network.netns_of(worker.name)
         env.update({
             "AGG_BIND_PORT": str(self.port),
             "FEDMIST_TOKEN": self.token,
@@ -276,6 +294,7 @@ class LocalJob:
                 self.reports[name] = json.loads(self.report_path(name).read_text())
             except (OSError, ValueError):
                 pass
+        self._uplinks.observe(self.job.aggregator.name, self.reports)
 
     def _finished(self) -> bool:
         """Decide the job's fate from the processes; True once it is decided.
@@ -348,7 +367,10 @@ class LocalJob:
         return lines[-1][:300] if lines else "no output"
 
     def _status_dict(self) -> dict[str, Any]:
-        return self.status.to_dict(list(self.processes.values()), self.reports)
+        status = self.status.to_dict(list(self.processes.values()), self.reports)
+        if self.options.network is not None:
+            status["links"] = self.options.network.snapshot()
+        return status
 
     def _write_status(self) -> None:
         write_json_atomic(self.workdir / "status.json", self._status_dict())

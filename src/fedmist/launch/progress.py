@@ -5,6 +5,7 @@ The view only reads the launcher's process states and the workers' reports; it n
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from rich.live import Live
 from rich.table import Table
 
 from fedmist.launch.status import ProcessState
+from fedmist.launch.uplink import slowest_text, upload_text
+
+PLAIN_EVERY_S = 2.0  # plain lines: a new stage at once, a moving figure (rate, ETA) at most this often
 
 
 def _stage_text(report: dict[str, Any]) -> str:
@@ -27,9 +31,11 @@ def _stage_text(report: dict[str, Any]) -> str:
             text += f"  loss {last.get('loss', float('nan')):.3f}  mAP50 {last['test_mAP50']:.3f}"
         return text
     if stage == "training" and "round" in report:
-        return f"round {report['round']}/{report.get('rounds', '?')}"
+        slowest = slowest_text((report.get("history") or [{}])[-1])
+        return f"round {report['round']}/{report.get('rounds', '?')}" + (f"  {slowest}" if slowest else "")
     if stage in ("extracting", "uploading") and "samples" in report:
-        return f"{stage} {report.get('received', 0)}/{report['samples']}"
+        upload = f"  {upload_text(report['upload'])}" if report.get("upload") else ""
+        return f"{stage} {report.get('received', 0)}/{report['samples']}{upload}"
     if stage == "receiving" and report.get("workers"):
         done = sum(1 for w in report["workers"].values() if w.get("phase") == "Uploaded")
         return f"receiving features ({done}/{len(report['workers'])} edges done)"
@@ -61,6 +67,7 @@ class ProgressView:
         self.console = console or Console(stderr=True)
         self._live: Live | None = None
         self._last_lines: dict[str, str] = {}
+        self._printed_at: dict[str, float] = {}
 
     def __enter__(self) -> "ProgressView":
         if self.enabled and self.console.is_terminal:
@@ -84,8 +91,11 @@ class ProgressView:
             epsilon = _epsilon_text(name, processes, reports)
             if epsilon and state.exit_code is None:
                 line += f"  eps {epsilon}"
-            if self._last_lines.get(name) != line:
+            last = self._last_lines.get(name, "")
+            if last != line and (last.split(" ")[:1] != line.split(" ")[:1]
+                                 or time.monotonic() - self._printed_at.get(name, 0.0) >= PLAIN_EVERY_S):
                 self._last_lines[name] = line
+                self._printed_at[name] = time.monotonic()
                 self.console.print(f"[{self.job}] {name}: {line}", highlight=False, markup=False)  # "[job]" is no rich tag
 
     def _line(self, state: ProcessState, report: dict[str, Any]) -> str:
@@ -96,7 +106,7 @@ class ProgressView:
         if stage == "training" and "epoch" in report:
             return _stage_text(report) + restarted
         if stage in ("extracting", "uploading", "reconnecting"):
-            return stage + restarted
+            return stage + (f" {upload_text(report['upload'])}" if report.get("upload") else "") + restarted
         return _stage_text(report) + restarted
 
     def _table(self, processes: dict[str, ProcessState], reports: dict[str, dict[str, Any]]) -> Table:

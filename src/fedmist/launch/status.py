@@ -89,7 +89,11 @@ class JobStatus:
 
 def _progress(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("stage", "round", "rounds", "epoch", "epochs")
-    return {k: report[k] for k in keys if k in report}
+    progress = {k: report[k] for k in keys if k in report}
+    last = (report.get("history") or [{}])[-1]
+    if isinstance(last, dict) and last.get("slowest_link"):  # FedAvg family: the last round's slowest link
+        progress["slowest_link"] = last["slowest_link"]
+    return progress
 
 
 def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggregator: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +120,8 @@ def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggrega
             entry[key] = value
     if report.get("error"):
         entry["error"] = report["error"]
+    if report.get("upload"):  # rate, bytes and ETA on the edge's link (launch/uplink.py)
+        entry["upload"] = report["upload"]
     return entry
 
 

@@ -33,6 +33,8 @@ import sys
 import traceback
 from typing import Any
 
+from fedmist.launch.netlab.nsenter import enter_from_env
+
 # What a worker imports before its first real work; each module that fails to import is simply left to the
 # worker (which then reports the error itself). Detection runtimes are not preloaded: ultralytics reads its
 # settings folder from the environment at import time, and that environment is the worker's, not ours.
@@ -87,6 +89,7 @@ def _run_child(request: dict[str, Any]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        enter_from_env()  # behind an emulated link (fedmist run --topology): the edge's own network namespace
         extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[:0] = [p for p in extra if p not in sys.path]  # PYTHONPATH is only read at interpreter start
         sys.argv = ["fedmist", *request["argv"]]

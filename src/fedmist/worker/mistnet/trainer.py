@@ -222,6 +222,7 @@ async def send_records(ctx: WorkerContext, channel: Channel, stream: Any, record
     whole object is uploaded and only its key crosses the websocket."""
     num_samples = int(layout["num_samples"])
     done: dict[str, Any] = {"num_samples": num_samples}
+    reporter.update(upload_total=num_samples * record)  # the launcher's rate and ETA (launch/uplink.py)
     bytes_s3 = 0
     transmitter = ctx.s3()
     if transmitter is None:

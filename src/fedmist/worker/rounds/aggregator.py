@@ -32,6 +32,7 @@ from fedmist.worker.checkpoint import CheckpointStore, job_spec_fields, spec_has
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
 from fedmist.worker.report import Reporter
+from fedmist.worker.rounds.link_time import slowest_link
 from fedmist.worker.rounds.server import OpenRound, RoundServer
 
 log = logging.getLogger("fedmist.aggregator")
@@ -261,7 +262,8 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
             "bytes_up": rnd.bytes_up, "bytes_down": rnd.bytes_down,
             "duration_s": round(time.monotonic() - started, 3),
             "max_compute_s": round(max(rnd.compute_s.values(), default=0.0), 3),
-            "dispatched_s": round(started - book.first_dispatch, 3)}
+            "dispatched_s": round(started - book.first_dispatch, 3),
+            "slowest_link": slowest_link(rnd, started)}
 
 
 def save_round_checkpoint(checkpoints: CheckpointStore, job: RoundsJob, book: "RoundBook",

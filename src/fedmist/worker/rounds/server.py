@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class OpenRound:
     bytes_up: int = 0
     bytes_down: int = 0
     compute_s: dict[str, float] = field(default_factory=dict)  # local training seconds per accepted worker
+    arrivals: dict[str, tuple[float, int]] = field(default_factory=dict)  # monotonic time, bytes of each accepted update
 
     def settled(self) -> bool:
         """Every selected worker answered, was rejected, or is gone: nothing more can arrive."""
@@ -258,6 +260,7 @@ class RoundServer:
             else:
                 rnd.accepted.append(name)
                 rnd.compute_s[name] = meta.compute_s
+                rnd.arrivals[name] = (time.monotonic(), received)
                 state.rounds += 1
                 state.phase = "Reported"
                 state.compute_s = round(state.compute_s + meta.compute_s, 3)
