@@ -25,5 +25,7 @@ def test_render_mounts_the_loaders_data_folder_not_the_import_path(tmp_path, cap
     assert [v["hostPath"]["path"] for v in edge1["spec"]["volumes"] if "hostPath" in v] == [
         "/data/pngs", "/var/lib/fedmist/edges/default/edge1"]
     cloud = next(p for p in pods if p["spec"].get("nodeName") == "cloud")
-    assert sorted(v["hostPath"]["path"] for v in cloud["spec"]["volumes"] if "hostPath" in v) == [
-        "/data/pngs", "/models/out", "/models/pre"]
+    # ... and the aggregator's state folder (checkpoints, feature store), keyed by job uid and spec digest
+    paths = sorted(v["hostPath"]["path"] for v in cloud["spec"]["volumes"] if "hostPath" in v)
+    assert paths[:3] == ["/data/pngs", "/models/out", "/models/pre"]
+    assert len(paths) == 4 and paths[3].startswith("/var/lib/fedmist/jobs/default/")
