@@ -72,6 +72,8 @@ class SimulationStatus:
                "overrides": dict(options.overrides)}
         if pool is not None:
             out.update(engine=pool.engine, pool_workers=len(pool.workers))
+            if getattr(pool, "nodes", None):
+                out["ray_nodes"] = len(pool.nodes)
         return out
 
     def write(self, pool: Any) -> None:
@@ -87,8 +89,8 @@ class SimulationStatus:
             reports[worker.name] = {"stage": "training", "samples": worker.samples,
                                     "compute_s": round(worker.compute_s, 3), "clients": worker.clients}
         document = self.state.to_dict(processes, reports)
-        for name in document["workers"]:
-            document["workers"][name]["clients_trained"] = reports[name]["clients"]
+        for worker in pool.workers:
+            document["workers"][worker.name].update(clients_trained=worker.clients, **worker.extra)
         if self.model_path:
             document["model_path"] = self.model_path
         document["simulation"] = self._simulation(pool)
