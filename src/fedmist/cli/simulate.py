@@ -6,7 +6,15 @@ import argparse
 import os
 from pathlib import Path
 
-from fedmist.cli.common import Subparsers, UsageError, add_command, add_job_args, load_job, quiet_openmp
+from fedmist.cli.common import (
+    HelpFormatter,
+    Subparsers,
+    UsageError,
+    add_command,
+    add_job_args,
+    load_job,
+    quiet_openmp,
+)
 
 EPILOG = """\
 The job's aggregator env (aggregation_algorithm, exit_round, fraction_fit, min_fit_clients, mu, ...) and its
@@ -21,6 +29,10 @@ the job's output Model url. Example:
 On a Ray cluster (pip install 'fedmist[ray]' on every node; data paths must exist on every node):
   fedmist simulate ... --ray-address HEAD_IP:6379
 """
+
+
+class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown (fedmist's rule), the epilog's example kept as written."""
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -70,7 +82,7 @@ def add_commands(sub: Subparsers) -> None:
     p = add_command(sub, "simulate", cmd_simulate,
                     "simulate a FedAvg-family job with N virtual clients on a bounded pool of processes (or Ray)",
                     epilog=EPILOG)
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = _Formatter
     add_job_args(p)
     p.add_argument("--clients", type=int, required=True, help="number of virtual clients")
     p.add_argument("--partition", choices=["iid", "dirichlet", "shards"], default="iid",
