@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from e2e_helpers import REPO, fedmist, split_fmnist
+from e2e_helpers import REPO, fedmist
 
 sys.path.insert(0, str(REPO / "src"))
 from fedmist.strategy import FedAvg  # noqa: E402
@@ -39,13 +39,13 @@ def _simulate(tmp_path: Path, data: Path, *extra: str):
                    timeout=240)
 
 
-def test_simulate_twenty_clients_ten_per_round_on_two_workers(tmp_path):
-    data = split_fmnist(tmp_path / "data", "3000,3000", seed=7)
+def test_simulate_twenty_clients_ten_per_round_on_two_workers(fedavg_data, tmp_path):
+    data = fedavg_data
     result = _simulate(tmp_path, data, "--clients", "20", "--partition", "dirichlet", "--alpha", "1.0",
                        "--workers", "2", "--set", "fraction_fit=0.5", "--set", "exit_round=3",
                        "--set", "learning_rate=0.05", "--set", "epochs=2", "--set", "seed=3", "--set", f"TEST_DATASET_URL={data}/test")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "20 clients, partition dirichlet, 6000 samples (300..300 per client)" in result.stderr
+    assert "20 clients, partition dirichlet, 5000 samples (250..250 per client)" in result.stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["phase"] == "Succeeded" and status["simulation"]["engine"] == "local"
     history = status["metrics"]["history"]
@@ -55,19 +55,19 @@ def test_simulate_twenty_clients_ten_per_round_on_two_workers(tmp_path):
     for h in history:  # the same sampler and strategy as a real job's aggregator
         assert h["selected_workers"] == sampler.configure(strategy, h["round"], {"w": np.zeros(1)}, names).workers
         assert h["participants"] == h["selected"] == 10 and h["bytes_up"] > 10 * 61_706 * 4
-    # 3 rounds x 10 clients x 300 images x 2 epochs from a random LeNet-5: a model that never aggregates stays at 0.1
+    # 3 rounds x 10 clients x 250 images x 2 epochs from a random LeNet-5: a model that never aggregates stays at 0.1
     assert history[-1]["accuracy"] > 0.3 and history[-1]["accuracy"] == status["metrics"]["accuracy"]
     workers = status["workers"]
     assert sorted(workers) == ["pool-0", "pool-1"] and all(w["pid"] and w["exit_code"] == 0 for w in workers.values())
     assert sum(w["clients_trained"] for w in workers.values()) == 30
-    assert sum(w["samples"] for w in workers.values()) == 30 * 300
+    assert sum(w["samples"] for w in workers.values()) == 30 * 250
     assert (tmp_path / "run" / "report.png").stat().st_size > 1000
     assert (tmp_path / "model" / "lenet5-fedavg.pth").exists()
     assert json.loads((tmp_path / "model" / "lenet5-fedavg.pth.json").read_text())["simulation"]["clients"] == 20
 
 
-def test_simulate_bad_settings_are_one_line_errors(tmp_path):
-    data = split_fmnist(tmp_path / "data", "100,100", seed=7)
+def test_simulate_bad_settings_are_one_line_errors(fedavg_data, tmp_path):
+    data = fedavg_data
     result = _simulate(tmp_path, data, "--clients", "10", "--partition", "dirichlet", "--alpha", "0")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == \
         "error: alpha must be > 0 (Dirichlet concentration), got 0.0", result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from fedmist.cli.common import (
@@ -66,7 +67,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         status = run_simulation(resolved, options)
     except SimulationError as exc:
-        print(f"simulation failed: {exc}")
+        print(f"error: simulation failed: {exc}", file=sys.stderr)
         return 1
     from fedmist.launch.report import write_report
 
