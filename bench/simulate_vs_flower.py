@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 import psutil
@@ -170,10 +171,13 @@ def flower_child(args: argparse.Namespace) -> None:
     from fedmist.simulate.partition import partition
 
     clients, lr = int(args.flower_child), args.lr
-    cache: dict[str, object] = {}
 
     def data() -> tuple:
-        if "x" not in cache:  # once per Ray worker process, as fedmist's pool workers load it once
+        # once per Ray worker process, as fedmist's pool workers load it once: a process-wide module, because
+        # a closure's dict travels with the ClientApp and may be a fresh copy for every message
+        cache = sys.modules.setdefault("_flower_bench_cache", types.ModuleType("_flower_bench_cache")).__dict__
+        if "x" not in cache:
+            print(f"flower-bench: pid {os.getpid()} loads the dataset", file=sys.stderr, flush=True)
             images, labels = load_idx_dataset(FMNIST / "train")
             cache.update(x=images, y=labels, parts=partition(labels, clients, "iid", seed=0))
         return cache["x"], cache["y"], cache["parts"]
