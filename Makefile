@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,kube,kube-test,yolo]'
+	$(PY) -m pip install -q -e '.[test,kube,kube-test,yolo,ray]'
 	touch $(VENV_STAMP)
 
 venv: $(VENV_STAMP)

@@ -4,6 +4,7 @@ Commands are grouped by what they act on, one module each, and each module's ``a
 its subcommands; :data:`GROUPS` is the order they appear in ``fedmist --help``:
 
 - :mod:`fedmist.cli.jobs`: ``run``, ``validate``, ``report``, ``worker`` (a job, or one of its workers)
+- :mod:`fedmist.cli.simulate`: ``simulate`` (a FedAvg-family job over N virtual clients)
 - :mod:`fedmist.cli.data`: ``data split|export|synth-detection`` (datasets)
 - :mod:`fedmist.cli.models`: ``pretrain``, ``pretrain-yolo``, ``predict`` (models)
 - :mod:`fedmist.cli.audit`: ``audit`` (attacks on what a MistNet job uploads)
@@ -26,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fedmist import __version__
-from fedmist.cli import audit, cluster, data, jobs, models, privacy
+from fedmist.cli import audit, cluster, data, jobs, models, privacy, simulate
 from fedmist.cli.common import Subparsers, UsageError
 
 __all__ = ["GROUPS", "UsageError", "build_parser", "main"]
@@ -34,6 +35,7 @@ __all__ = ["GROUPS", "UsageError", "build_parser", "main"]
 # (title, registrar) in the order of `fedmist --help`; a new group is a module with add_commands(sub)
 GROUPS: tuple[tuple[str, Callable[[Subparsers], None]], ...] = (
     ("jobs", jobs.add_commands),
+    ("simulate", simulate.add_commands),
     ("data", data.add_commands),
     ("models", models.add_commands),
     ("audit", audit.add_commands),

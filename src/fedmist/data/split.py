@@ -20,10 +20,11 @@ def _histogram(labels: np.ndarray, k: int) -> list[int]:
     return np.bincount(labels.astype(np.int64), minlength=k).tolist()
 
 
-def _dirichlet_edges(
+def dirichlet_sizes_split(
     pool: np.ndarray, labels: np.ndarray, sizes: list[int], alpha: float, rng: np.random.Generator
 ) -> list[np.ndarray]:
-    """Give each edge exactly its size, drawing its label mix from Dirichlet(alpha).
+    """Give each edge exactly its size, drawing its label mix from Dirichlet(alpha) (also ``fedmist simulate``'s
+    ``dirichlet`` partition of a dataset over virtual clients).
 
     Each edge draws class proportions, takes a multinomial count per class, and when a class runs out
     the shortfall is re-drawn from the classes still in stock (proportional to the edge's own mix, or
@@ -89,7 +90,7 @@ def split_dataset(
         bounds = np.cumsum([0, *edges])
         edge_parts = [rest[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     else:
-        edge_parts = _dirichlet_edges(rest, labels, list(edges), float(alpha), rng)
+        edge_parts = dirichlet_sizes_split(rest, labels, list(edges), float(alpha), rng)
     for i, idx in enumerate(edge_parts, start=1):
         parts[f"edge{i}"] = idx
     k = int(max(labels.max(), test_labels.max())) + 1

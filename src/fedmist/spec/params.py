@@ -168,6 +168,8 @@ PARSERS: Final[dict[str, Parser]] = {
     "num_classes": _integer(2),
     "imgsz": _integer(1),
     "fraction_fit": _number(lambda x: 0 < x <= 1, "a number in (0, 1]"),
+    "min_fit_clients": _integer(1),
+    "min_available_clients": _integer(1),
     "mu": _non_negative,
     "server_learning_rate": _positive,
     "beta_1": _unit_open,
@@ -209,6 +211,8 @@ class JobParams(BaseModel):
     num_classes: int | None = None
     imgsz: int | None = None
     fraction_fit: float | None = None
+    min_fit_clients: int | None = None  # Flower's names (strategy/sampling.py); unset: min_clients
+    min_available_clients: int | None = None
     mu: float | None = None
     server_learning_rate: float | None = None
     beta_1: float | None = None

@@ -12,7 +12,6 @@ validation (keys, shapes, duplicate workers, call order) from the public methods
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from fedmist.strategy.aggregate import Layout, check_compatible, check_layout
 from fedmist.strategy.params import select_parameters, strategy_parameters
+from fedmist.strategy.sampling import draw, sample_size
 from fedmist.strategy.streaming import FoldClosed, PartialFold
 from fedmist.strategy.types import (
     ConfigValue,
@@ -44,14 +44,21 @@ class Strategy(ABC):
     """
 
     def __init__(
-        self, *, fraction_fit: float = 1.0, min_clients: int = 1, evaluate_fn: EvaluateFn | None = None
+        self, *, fraction_fit: float = 1.0, min_clients: int = 1, min_fit_clients: int | None = None,
+        min_available_clients: int | None = None, evaluate_fn: EvaluateFn | None = None
     ) -> None:
         if not (0.0 < fraction_fit <= 1.0):
             raise ValueError(f"fraction_fit must be in (0, 1], got {fraction_fit}")
-        if min_clients < 1:
-            raise ValueError(f"min_clients must be >= 1, got {min_clients}")
+        for name, value in (("min_clients", min_clients), ("min_fit_clients", min_fit_clients),
+                            ("min_available_clients", min_available_clients)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.fraction_fit = float(fraction_fit)
         self.min_clients = int(min_clients)
+        # Flower's names; unset, both are min_clients (the round's quorum), the rule before they existed
+        self.min_fit_clients = int(min_fit_clients) if min_fit_clients is not None else self.min_clients
+        self.min_available_clients = (int(min_available_clients) if min_available_clients is not None
+                                      else self.min_clients)
         self.evaluate_fn = evaluate_fn
         self._round: int | None = None
         self._global: Weights | None = None
@@ -72,26 +79,24 @@ class Strategy(ABC):
 
     # ---- round configuration -------------------------------------------------------------------------
     def num_fit_workers(self, num_available: int) -> int:
-        """``max(min_clients, ceil(fraction_fit * available))``, never more than are available."""
-        wanted = math.ceil(self.fraction_fit * num_available - 1e-9)  # 0.3 * 10 is 3, not 4
-        return min(num_available, max(self.min_clients, wanted))
+        """``max(min_fit_clients, ceil(fraction_fit * available))``, never more than are available."""
+        return sample_size(num_available, self.fraction_fit, self.min_fit_clients)
 
     def sample(self, available: Sequence[str], rng: np.random.Generator) -> list[str]:
         """Choose this round's workers without replacement; sorted, and independent of the input order.
 
-        Raises :class:`InsufficientWorkersError` when fewer than ``min_clients`` are available, so the engine
-        waits instead of running a round that could never reach quorum.
+        Raises :class:`InsufficientWorkersError` when fewer than ``min_clients`` or ``min_available_clients``
+        are available, so the engine waits instead of running a round that could never reach quorum. The
+        engine passes the round's own generator (:mod:`fedmist.strategy.sampling`).
         """
         pool = sorted(set(available))
-        if len(pool) < self.min_clients:
+        need = max(self.min_clients, self.min_available_clients)
+        if len(pool) < need:
             raise InsufficientWorkersError(
-                f"{len(pool)} worker(s) available, min_clients is {self.min_clients}"
+                f"{len(pool)} worker(s) available, min_clients is {self.min_clients}, "
+                f"min_available_clients is {self.min_available_clients}"
             )
-        k = self.num_fit_workers(len(pool))
-        if k == len(pool):
-            return pool
-        chosen = rng.choice(len(pool), size=k, replace=False)
-        return [pool[i] for i in sorted(int(i) for i in chosen)]
+        return draw(pool, self.num_fit_workers(len(pool)), rng)
 
     def fit_config(self, round: int) -> dict[str, ConfigValue]:
         """Configuration every selected trainer receives; subclasses add their keys (FedProx: ``mu``)."""

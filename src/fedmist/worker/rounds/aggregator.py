@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fedmist.atomic import write_json_atomic
@@ -24,6 +23,7 @@ from fedmist.models.local_train import as_tensors, load_numpy_state, state_to_nu
 from fedmist.models.parts import build_job_model
 from fedmist.models.weights import load_weights, save_weights, share_numpy_state
 from fedmist.strategy import Strategy, build_strategy
+from fedmist.strategy.sampling import ClientSampler
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport import ws
 from fedmist.wire import messages as msg
@@ -213,23 +213,25 @@ async def _run_rounds(job: RoundsJob, server: RoundServer) -> dict[str, Any]:
     sequential engine's. The price: when round r reaches ``target_accuracy`` the engine learns it during round
     r+1, so it finishes (and tests) that round too and saves the newer model.
     """
-    rng = np.random.default_rng(job.ctx.params.seed)
+    sampler = ClientSampler(job.ctx.params.seed)
     book = RoundBook(job, server)
     checkpoints = CheckpointStore(job.ctx.state_dir, spec_hash(job_spec_fields(job.ctx)), "rounds")
-    first, pending = resume_rounds(checkpoints, job, book, rng)
+    first, pending = resume_rounds(checkpoints, job, book, sampler)
     evaluation: asyncio.Task | None = None
     if pending is not None:  # the checkpointed round's test never finished: run it now
         job.load_global()
         evaluation = asyncio.ensure_future(book.evaluate(pending))
     for number in range(first, job.rounds + 1):
-        wanted = job.ctx.participants if number == first else job.min_clients
+        need = max(job.min_clients, job.strategy.min_available_clients)
+        wanted = job.ctx.participants if number == first else need
         available = await server.wait_for_workers(wanted, job.round_timeout)
-        if len(available) < job.min_clients:
+        if len(available) < need:
             raise JobFailure(f"round {number}: {len(available)} of {job.ctx.participants} trainers connected "
-                             f"within {job.round_timeout:g} s, min_clients is {job.min_clients}")
-        entry = await _train_round(job, server, book, number, available, rng)
+                             f"within {job.round_timeout:g} s, min_clients is {job.min_clients}, "
+                             f"min_available_clients is {job.strategy.min_available_clients}")
+        entry = await _train_round(job, server, book, number, available, sampler)
         reached = await evaluation if evaluation is not None else False
-        await asyncio.to_thread(save_round_checkpoint, checkpoints, job, book, rng, entry)
+        await asyncio.to_thread(save_round_checkpoint, checkpoints, job, book, sampler, entry)
         job.load_global()  # the torch model the test thread reads; the engine itself only uses the bytes
         evaluation = asyncio.ensure_future(book.evaluate(entry))
         if reached:
@@ -241,12 +243,12 @@ async def _run_rounds(job: RoundsJob, server: RoundServer) -> dict[str, Any]:
 
 
 async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", number: int, available: list[str],
-                       rng: np.random.Generator) -> dict[str, Any]:
+                       sampler: ClientSampler) -> dict[str, Any]:
     """Dispatch one round, fold results in as they arrive, close it, aggregate; return its history entry."""
     started = time.monotonic()
     book.first_dispatch = book.first_dispatch or started
     global_weights = decode_weights(job.global_bytes, check_finite=False)
-    instructions = job.strategy.configure_fit(number, global_weights, available, rng)
+    instructions = sampler.configure(job.strategy, number, global_weights, available)
     job.strategy.begin_round(number, global_weights)
     rnd = server.open_round(number, instructions.workers)
     job.status(server, force=True, stage="training", round=number)
@@ -258,7 +260,7 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
     del new_weights
     lost = sorted(set(server.take_departures()) | rnd.lost)
     return {"round": number, "participants": len(rnd.accepted), "selected": len(rnd.selected), "late": len(late),
-            "lost": len(lost), "lost_workers": lost, "rejected": sorted(rnd.rejected),
+            "lost": len(lost), "lost_workers": lost, "selected_workers": sorted(rnd.selected), "rejected": sorted(rnd.rejected),
             "bytes_up": rnd.bytes_up, "bytes_down": rnd.bytes_down,
             "duration_s": round(time.monotonic() - started, 3),
             "max_compute_s": round(max(rnd.compute_s.values(), default=0.0), 3),
@@ -267,18 +269,18 @@ async def _train_round(job: RoundsJob, server: RoundServer, book: "RoundBook", n
 
 
 def save_round_checkpoint(checkpoints: CheckpointStore, job: RoundsJob, book: "RoundBook",
-                          rng: np.random.Generator, entry: dict[str, Any]) -> bool:
-    """Round boundary: the new global model, strategy state, sampling RNG, history and the round's entry
+                          sampler: ClientSampler, entry: dict[str, Any]) -> bool:
+    """Round boundary: the new global model, strategy state, the sampler's record, history and the round's entry
     (its test still pending). Written before the next round is dispatched."""
     arrays = {f"global/{k}": v for k, v in decode_weights(job.global_bytes, check_finite=False).items()}
     arrays.update({f"strategy/{k}": v for k, v in job.strategy.state_dict().items()})
-    meta = {"round": entry["round"], "rng": rng.bit_generator.state, "history": job.history,
+    meta = {"round": entry["round"], "sampler": sampler.state_dict(), "history": job.history,
             "pending": entry, "metrics": book.metrics}
     return checkpoints.try_save(entry["round"], arrays, meta)
 
 
 def resume_rounds(checkpoints: CheckpointStore, job: RoundsJob, book: "RoundBook",
-                  rng: np.random.Generator) -> tuple[int, dict[str, Any] | None]:
+                  sampler: ClientSampler) -> tuple[int, dict[str, Any] | None]:
     """Restore the last round boundary if there is one; return (first round to run, entry still to test)."""
     checkpoint = checkpoints.load()
     if checkpoint is None:
@@ -288,7 +290,7 @@ def resume_rounds(checkpoints: CheckpointStore, job: RoundsJob, book: "RoundBook
     try:
         load_numpy_state(job.model, global_weights)
         job.strategy.load_state_dict(strategy_state)
-        rng.bit_generator.state = dict(checkpoint.meta["rng"])
+        sampler.load_state_dict(checkpoint.meta.get("sampler", {}))
     except (ValueError, KeyError, TypeError) as exc:
         raise JobFailure(f"cannot resume from checkpoint {checkpoints.path}: {exc}") from None
     job.global_bytes = encode_weights(state_to_numpy(job.model))  # the model's key order, not the file's

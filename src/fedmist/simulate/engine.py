@@ -1,0 +1,110 @@
+"""The simulation's rounds: the job's strategy, sampler and test, over a pool of workers training virtual clients.
+
+What is shared with a real job, so a simulation measures the algorithm a deployment runs: the strategy is built
+by the same registry from the same env (``strategy.build_strategy``), each round is drawn by the same
+:class:`~fedmist.strategy.sampling.ClientSampler`, updates are folded one at a time through the strategy's
+streaming ``begin_round``/``accumulate``/``finish_round``, local training is ``fedmist.training``'s, and the
+global model is tested by the job trainer's ``evaluate_global`` on ``TEST_DATASET_URL``. What differs is only
+transport: no sockets, the pool's frames instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedmist.simulate.client import RunnerSpec, load_data
+from fedmist.simulate.partition import Partition, partition
+from fedmist.simulate.pool import LocalPool
+from fedmist.simulate.status import SimulationStatus
+from fedmist.spec.job import ResolvedJob
+from fedmist.spec.params import LOCAL_TRAINING_DEFAULTS, JobParams, parse_params, with_defaults
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    """How to simulate a job: the population, its partition and the pool (``fedmist simulate``'s flags)."""
+
+    clients: int
+    workdir: Path
+    scheme: str = "iid"
+    alpha: float = 0.5
+    shards_per_client: int = 2
+    workers: int | None = None  # None: one per core (local) or per CPU of the Ray cluster
+    ray_address: str | None = None
+    data: tuple[tuple[str, str], ...] = ()  # (url, format); empty: the job's trainers' datasets, concatenated
+    overrides: Mapping[str, str] = field(default_factory=dict)  # job parameters over the manifest's
+
+
+@dataclass
+class Plan:
+    """Everything resolved before a process starts: a bad parameter fails here, in one line."""
+
+    params: JobParams
+    local: dict[str, Any]  # epochs, batch_size, learning_rate of every client's turn
+    spec: RunnerSpec
+
+
+def make_plan(job: ResolvedJob, options: SimulationOptions) -> Plan:
+    """The aggregator's parameters (with ``overrides``), the clients' local settings and the runner spec."""
+    agg_env = {**job.aggregator.env, **options.overrides}
+    params = with_defaults(parse_params(agg_env, where=str(job.job_file), role="aggregator"))
+    trainer_env = {**(job.trainers[0].env if job.trainers else {}), **options.overrides}
+    trainer = parse_params(trainer_env, where=str(job.job_file), role="trainer")
+    local = {name: next(v for v in (getattr(trainer, name), getattr(params, name), default) if v is not None)
+             for name, default in LOCAL_TRAINING_DEFAULTS.items()}
+    datasets = list(options.data) or [(w.dataset_url or "", w.dataset_format or "idx") for w in job.trainers]
+    if not datasets or not all(url for url, _ in datasets):
+        raise ValueError("no data to partition: the job's trainers name no dataset url; give --data DIR")
+    spec = RunnerSpec(model=params.model or "lenet5", num_classes=params.num_classes or 10, datasets=datasets,
+                      trainer=trainer.trainer or params.trainer, trainer_options=dict(params.extra))
+    return Plan(params, local, spec)
+
+
+def open_pool(plan: Plan, options: SimulationOptions, data: tuple[Any, np.ndarray]) -> Any:
+    """The local process pool, or Ray actors when ``ray_address`` is given (Ray imported only then)."""
+    if options.ray_address:
+        from fedmist.simulate.ray_pool import RayPool
+
+        return RayPool(plan.spec, options.workers, options.ray_address)
+    return LocalPool(plan.spec, options.workers or os.cpu_count() or 1, data)
+
+
+def client_names(count: int) -> list[str]:
+    width = len(str(count - 1)) if count > 1 else 1
+    return [f"client{i:0{width}d}" for i in range(count)]
+
+
+def run_simulation(job: ResolvedJob, options: SimulationOptions,
+                   say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict[str, Any]:
+    """Run the job's rounds over ``options.clients`` virtual clients; return the final status document."""
+    plan = make_plan(job, options)
+    data = load_data(plan.spec.datasets)
+    parts = partition(data[1], options.clients, options.scheme, alpha=options.alpha,
+                      shards_per_client=options.shards_per_client, seed=plan.params.seed or 0)
+    say(f"{options.clients} clients, partition {options.scheme}, {len(data[1])} samples "
+        f"({int(parts.sizes().min())}..{int(parts.sizes().max())} per client)")
+    status = SimulationStatus(job, options, plan.params)
+    pool = open_pool(plan, options, data)  # forked before this process runs any torch operation
+    say(f"pool: {len(pool.workers)} {pool.engine} workers")
+    try:
+        from fedmist.simulate.rounds import SimulatedRounds
+
+        rounds = SimulatedRounds(job, plan, parts, pool, status, say)
+        rounds.run()
+        status.finish(pool, "Succeeded", "SimulationSucceeded", f"{len(rounds.history)} rounds")
+    except BaseException as exc:
+        status.finish(pool, "Failed", "SimulationFailed", str(exc).splitlines()[0] if str(exc) else repr(exc))
+        raise
+    finally:
+        pool.close()
+        status.write(pool)
+    return status.document
+
+__all__ = ["Partition", "Plan", "SimulationOptions", "make_plan", "run_simulation"]
