@@ -84,6 +84,6 @@ def test_readme_layout_draws_every_package_and_only_existing_ones() -> None:
     line, or a line for a folder that is gone, fails here."""
     drawn = {line.split()[0].rstrip("/") for line in _layout_block().splitlines()
              if line.startswith("src/fedmist/") and not line.split()[0].endswith("*.py")}
-    packages = {str(init.parent.relative_to(REPO)) for init in (REPO / "src" / "fedmist").rglob("__init__.py")
-                if init.parent != REPO / "src" / "fedmist"}
+    root = REPO / "src" / "fedmist"
+    packages = {str(module.parent.relative_to(REPO)) for module in root.rglob("*.py") if module.parent != root}
     assert drawn == packages, f"missing: {sorted(packages - drawn)}, gone: {sorted(drawn - packages)}"
