@@ -5,9 +5,6 @@ ultralytics checkpoint that ``ultralytics.YOLO`` loads and predicts with."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -69,16 +66,27 @@ def test_fedavg_yolo_job_tests_map_each_round_and_saves_a_model_ultralytics_load
     assert (meta["task"], meta["architecture"], meta["imgsz"], meta["nc"], meta["names"]) == (
         "detect", "yolov5n.yaml", IMGSZ, 3, ["Trouser", "Bag", "Sneaker"])
     ultra = tmp_path / "model" / "yolov5-ultralytics.pt"
-    # ultralytics itself (a fresh interpreter, offline) loads the checkpoint and predicts on a validation image
+    # ultralytics itself loads the checkpoint and predicts on a validation image
+    from fedmist.models.yolo_env import prepare_ultralytics
+
+    ultralytics = prepare_ultralytics()
     image = sorted((coco_tiny["data"] / "val" / "images" / "val").iterdir())[0]
-    code = ("from fedmist.models.yolo_env import prepare_ultralytics; prepare_ultralytics()\n"
-            "import sys; from ultralytics import YOLO\n"
-            f"r = YOLO({str(ultra)!r}).predict({str(image)!r}, imgsz={IMGSZ}, conf=0.0001, verbose=False)[0]\n"
-            "print('names', r.names, 'boxes', len(r.boxes))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "FEDMIST_YOLO_CONFIG_DIR": str(tmp_path / "ucfg")})
-    assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert "names {0: 'Trouser', 1: 'Bag', 2: 'Sneaker'} boxes" in loaded.stdout
+    found = ultralytics.YOLO(str(ultra)).predict(str(image), imgsz=IMGSZ, conf=0.0001, verbose=False)[0]
+    assert found.names == {0: "Trouser", 1: "Bag", 2: "Sneaker"} and len(found.boxes) > 0
+
+    # fedmist predict with that export on the photographs ultralytics ships: PNGs of the photos' size, with boxes
+    photos = sorted((Path(ultralytics.__file__).parent / "assets").glob("*.jpg"))
+    assert [p.name for p in photos] == ["bus.jpg", "zidane.jpg"]
+    pred = fedmist("predict", str(ultra), *map(str, photos), "--out", str(tmp_path / "pred"), "--imgsz", str(IMGSZ),
+                   "--conf", "0.0001")
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    from PIL import Image
+
+    for photo in photos:
+        drawn = tmp_path / "pred" / f"{photo.stem}.png"
+        assert f"wrote {drawn} (" in pred.stdout and f"wrote {drawn} (0 boxes)" not in pred.stdout, pred.stdout
+        with Image.open(drawn) as out, Image.open(photo) as original:
+            assert out.size == original.size
 
 
 def test_a_cuda_device_the_machine_lacks_is_a_one_line_configuration_error(coco_tiny, tmp_path):
