@@ -91,11 +91,12 @@ def evaluate_detection(
     decode = _Decoder(tuple(feature_shape), eval_input_values(epsilons, weights or [1] * len(epsilons), debias))
     meter = DetectionMeter(nc)
     was = cloud.training
+    device = next(cloud.parameters()).device
     cloud.eval()
     with torch.inference_mode():
         for start in range(0, len(packed), batch_size):
-            out = cloud(decode(packed[start:start + batch_size]))
+            out = cloud(decode(packed[start:start + batch_size]).to(device))
             raw = out[0] if isinstance(out, (tuple, list)) else out
-            meter.add(raw, labels[start:start + batch_size], imgsz)
+            meter.add(raw.cpu(), labels[start:start + batch_size], imgsz)
     cloud.train(was)
     return meter.result()
