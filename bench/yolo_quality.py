@@ -3,7 +3,8 @@
 Synthetic COCO128-layout data (``fedmist data synth-detection``): a public set, which only pretrains the common
 starting model, and a pool of training images that every run trains on, plus a validation set. yolov5n at
 320 px. Every run starts from the same pretrained file and makes the same number of passes (``--epochs``) over
-the same pool:
+the same pool (the common start is pretrained plainly, without the bit channel, so that it favours no
+algorithm):
 
 - centralized: the pool in one process, the whole detector trained by the shared loop that FedAvg edges run
   (``fedmist.models.detect_images.train_on_images``: ultralytics' loss and augmentation, AdamW, one warm-up +
@@ -53,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--epsilons", default="inf,100,2")
     ap.add_argument("--runs", default="central,fedavg-iid,fedavg-noniid,mistnet",
                     help="which runs (comma list of central, fedavg-iid, fedavg-noniid, mistnet)")
+    ap.add_argument("--results", default="results.json",
+                    help="results file in --work; runs in parallel processes each write their own, and the table "
+                         "is printed over every results*.json there")
     return ap.parse_args()
 
 
@@ -109,7 +113,7 @@ def pretrain(args: argparse.Namespace, sets: dict[str, Path], work: Path) -> Pat
     if not out.is_file():
         made = fedmist("pretrain-yolo", "--data", str(sets["public"]), "--out", str(out), "--model", f"{args.model}.yaml",
                        "--imgsz", str(args.imgsz), "--epochs", str(args.pretrain_epochs), "--batch-size",
-                       str(args.batch))
+                       str(args.batch), "--lr", str(args.lr), "--cut-layer", "0")
         if made.returncode:
             raise SystemExit(made.stderr)
     return out
@@ -192,32 +196,39 @@ def main() -> None:
           f"{class_counts(sets['iid1'])} / {class_counts(sets['iid2'])}, non-iid {class_counts(sets['noniid1'])} / "
           f"{class_counts(sets['noniid2'])}", flush=True)
     results: dict[str, dict[str, Any]] = {}
-    out = work / "results.json"
+    out = work / args.results
     if out.is_file():
         results = json.loads(out.read_text())
+
+    def wanted(name: str) -> bool:  # a rerun resumes: runs already in results.json are kept
+        return name not in results
 
     def record(name: str, value: dict[str, Any]) -> None:
         results[name] = value
         out.write_text(json.dumps(results, indent=1))
         print(name, {k: v for k, v in value.items() if k != "history"}, flush=True)
 
-    if "central" in runs:
+    if "central" in runs and wanted("centralized"):
         record("centralized", central(args, sets, pretrained))
     rounds = {"exit_round": str(args.epochs), "epochs": "1"}
     for split in ("iid", "noniid"):
-        if f"fedavg-{split}" in runs:
+        if f"fedavg-{split}" in runs and wanted(f"fedavg-{split}"):
             job = job_yaml(args, work, f"fedavg-{split}", (sets[f"{split}1"], sets[f"{split}2"]), pretrained,
                            "fedavg", rounds)
             record(f"fedavg-{split}", run_job(work, f"fedavg-{split}", job))
     if "mistnet" in runs:
         cuts = [int(c) for c in args.cuts.split(",")]
         epsilons = args.epsilons.split(",")
-        plan = [(cut, "inf") for cut in cuts] + [(cuts[0], eps) for eps in epsilons if eps != "inf"]
+        plan = [(cuts[0], eps) for eps in epsilons] + [(cut, "inf") for cut in cuts[1:]]
         for cut, eps in plan:
             name = f"mistnet-cut{cut}-eps{eps}"
+            if not wanted(name):
+                continue
             job = job_yaml(args, work, name, (sets["iid1"], sets["iid2"]), pretrained, "mistnet",
                            {"epsilon": eps, "cut_layer": str(cut), "epochs": str(args.epochs)})
             record(name, run_job(work, name, job))
+    for other in sorted(work.glob("results*.json")):
+        results = {**json.loads(other.read_text()), **results}
     base = results.get("centralized", {}).get("mAP50")
     print("\n| run | mAP50 | mAP50-95 | vs centralized mAP50 | seconds |\n|---|---|---|---|---|")
     for name, value in results.items():

@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--cut", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batches", type=int, default=2, help="timed batches per measurement (after one warm-up)")
+    ap.add_argument("--full-batch", type=int, default=8,
+                    help="batch of the FedAvg (whole-model) timing: at 640 px a batch of 32 needs ~11 GB on a CPU; the "
+                         "rate per image hardly depends on it (0: skip that timing)")
     ap.add_argument("--nc", type=int, default=80)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -52,8 +55,8 @@ def main() -> None:
                 "cls": torch.from_numpy(rng.integers(0, args.nc, (k, 1)).astype(np.float32)),
                 "bboxes": torch.from_numpy(rng.uniform(0.2, 0.5, (k, 4)).astype(np.float32))}
 
-    def rate(module: torch.nn.Module, criterion, make_input) -> float:
-        batches = [(make_input(), targets(args.batch), args.batch) for _ in range(args.batches + 1)]
+    def rate(module: torch.nn.Module, criterion, make_input, batch: int) -> float:
+        batches = [(make_input(), targets(batch), batch) for _ in range(args.batches + 1)]
         times: list[float] = []
 
         def source(epoch: int):
@@ -67,20 +70,23 @@ def main() -> None:
             times.append(time.perf_counter())
 
         train_detection(module, criterion, source, epochs=1, lr=0.001, steps_per_epoch=len(batches))
-        return (times[-1] - times[1]) / (args.batches * args.batch)  # the first batch warms up
+        return (times[-1] - times[1]) / (args.batches * batch)  # the first batch warms up
 
     model = build_yolo(args.model, args.nc)
     edge, cloud = split_detection_model(model, args.cut)
     shape = detection_feature_shape(edge, args.imgsz)
     cloud.to(device)
-    cloud_rate = rate(cloud, detection_loss(model),
-                      lambda: (torch.rand(args.batch, *shape) > 0.5).float())
-    model = build_yolo(args.model, args.nc).to(device)
-    full_rate = rate(model, detection_loss(model), lambda: torch.rand(args.batch, 3, args.imgsz, args.imgsz))
-    print(f"{args.model} {args.imgsz}px cut {args.cut} batch {args.batch} on {describe(device)}, "
-          f"{args.threads} threads: MistNet cloud {cloud_rate:.3f} s/image/epoch (features {list(shape)}), "
-          f"FedAvg local {full_rate:.3f} s/image/epoch; the seed's 100 cloud epochs over 2 x 128 images: "
-          f"{100 * 256 * cloud_rate / 3600:.1f} h")
+    cloud_rate = rate(cloud, detection_loss(model), lambda: (torch.rand(args.batch, *shape) > 0.5).float(), args.batch)
+    print(f"{args.model} {args.imgsz}px cut {args.cut} batch {args.batch} on {describe(device)}, {args.threads} threads: "
+          f"MistNet cloud {cloud_rate:.3f} s/image/epoch (features {list(shape)}); the seed's 100 cloud epochs over "
+          f"2 x 128 images: {100 * 256 * cloud_rate / 3600:.1f} h", flush=True)
+    del cloud, edge, model
+    if args.full_batch:
+        model = build_yolo(args.model, args.nc).to(device)
+        full = args.full_batch
+        full_rate = rate(model, detection_loss(model), lambda: torch.rand(full, 3, args.imgsz, args.imgsz), full)
+        print(f"FedAvg local step (whole model, batch {full}): {full_rate:.3f} s/image/epoch; 100 rounds of one "
+              f"local epoch over 128 images per edge: {100 * 128 * full_rate / 3600:.1f} h per edge", flush=True)
 
 
 if __name__ == "__main__":
