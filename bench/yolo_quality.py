@@ -57,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--results", default="results.json",
                     help="results file in --work; runs in parallel processes each write their own, and the table "
                          "is printed over every results*.json there")
+    ap.add_argument("--rescore", action="store_true",
+                    help="only evaluate the pretrained file and every job's saved model again (rescored.json)")
     return ap.parse_args()
 
 
@@ -184,9 +186,49 @@ def run_job(work: Path, name: str, job: Path) -> dict[str, Any]:
                         for h in metrics.get("history", [])]}
 
 
+def rescore(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Evaluate the saved models again with the jobs' own evaluation (MistNet: through the clean bit channel)."""
+    import torch
+
+    from fedmist.models.yolo_env import prepare_ultralytics
+
+    prepare_ultralytics()
+    from fedmist.data.coco import DetectionDataset
+    from fedmist.models.detect_cloud_train import evaluate_detection
+    from fedmist.models.detect_extract import detection_feature_shape
+    from fedmist.models.detect_images import evaluate_on_images
+    from fedmist.models.yolo import load_yolo
+    from fedmist.models.yolo_split import split_detection_model
+    from fedmist.worker.detect.aggregator import _val_bits
+
+    torch.set_num_threads(2)
+    val = DetectionDataset.open(work / "pool", args.imgsz, prefer=("val",))
+    labels = [val.load(i)[1] for i in range(len(val))]
+    pre = load_yolo(work / "pretrained" / "yolov5n.pth")
+    out = {"pretrained": evaluate_on_images(pre.model, val, pre.nc)}
+    for run in sorted((work / "models").iterdir()):
+        meta = json.loads((run / "yolov5.pth.json").read_text())
+        weights = load_yolo(run / "yolov5.pth")
+        if meta.get("algorithm") == "mistnet":
+            edge, cloud = split_detection_model(weights.model, meta["cut_layer"])
+            edge.eval()
+            eps = float(meta["epsilon"])
+            out[run.name] = evaluate_detection(cloud, _val_bits(edge, (val, labels)), labels,
+                                               detection_feature_shape(edge, args.imgsz), args.imgsz, weights.nc,
+                                               [eps, eps], meta.get("debias", True), weights=[1, 1])
+        else:
+            out[run.name] = evaluate_on_images(weights.model, val, weights.nc)
+        print(run.name, out[run.name], flush=True)
+    (work / "rescored.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
 def main() -> None:
     args = parse_args()
     work = Path(args.work)
+    if args.rescore:
+        rescore(args, work)
+        return
     work.mkdir(parents=True, exist_ok=True)
     runs = set(args.runs.split(","))
     t0 = time.monotonic()
