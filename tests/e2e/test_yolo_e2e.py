@@ -78,6 +78,7 @@ def test_detection_job_succeeds_with_map_history_model_and_predictions(yolo_tiny
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["loss"] < history[0]["loss"], history  # the cloud layers learn from the bits
     assert metrics["privacy"]["features_per_sample"] == 64 * 20 * 20
+    assert metrics["device"] == "cpu"  # the cloud trained on the job's device (cpu by default)
     for name in ("edge1", "edge2"):
         worker = status["workers"][name]
         assert worker["phase"] == "Succeeded" and worker["samples"] == 16

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fedmist.models.detect_cloud_train import DetectionFeatures, _lr_at
+from fedmist.models.detect_cloud_train import DetectionFeatures
+from fedmist.models.detect_train import lr_at as _lr_at
 from fedmist.wire.detect_records import encode_boxes
 
 

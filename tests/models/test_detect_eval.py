@@ -35,3 +35,21 @@ def test_perfect_predictions_score_one():
     meter.add(raw, labels, size)
     result = meter.result()
     assert result["mAP50"] > 0.99 and result["mAP50-95"] > 0.99
+
+
+def test_nms_has_no_time_limit_so_a_busy_cpu_does_not_lower_map(monkeypatch):
+    """ultralytics' NMS returns what it has after 2 s + 50 ms per image; on a loaded machine that silently
+    dropped whole images' detections. The meter must score every image whatever the clock says."""
+    import itertools
+
+    prepare_ultralytics()
+    import ultralytics.utils.nms as nms
+
+    clock = itertools.count(0.0, 100.0)  # every reading of the clock is 100 s after the previous one
+    monkeypatch.setattr(nms.time, "time", lambda: next(clock))
+    raw = torch.zeros(3, 4 + 2, 8)
+    raw[:, :4] = torch.tensor([16.0, 16.0, 8.0, 8.0])[None, :, None] + torch.arange(8.0) * 20  # 8 apart boxes
+    raw[:, 4] = 0.9
+    meter = DetectionMeter(nc=2)
+    meter.add(raw, [np.array([[0, 0.1, 0.1, 0.05, 0.05]], dtype=np.float32)] * 3, 320)
+    assert [len(s) for s in meter.scores] == [8, 8, 8]

@@ -16,7 +16,7 @@ def test_mistnet_has_its_own_runtime_and_everything_else_is_the_round_engine() -
     assert worker_main.family_of(" MistNet ") == "mistnet"
     assert worker_main.family_of("fedavg") == worker_main.family_of("") == worker_main.family_of("pkg:S") == "rounds"
     assert set(worker_main._runners()) == {(role, family) for role in ("aggregator", "trainer")
-                                           for family in ("mistnet", "rounds", "mistnet-detect")}
+                                           for family in ("mistnet", "rounds", "mistnet-detect", "rounds-detect")}
 
 
 @pytest.fixture

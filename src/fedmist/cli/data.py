@@ -40,8 +40,12 @@ def cmd_synth_detection(args: argparse.Namespace) -> int:
         objects = (int(lo), int(hi or lo))
     except ValueError:
         raise ValueError(f"--objects {args.objects!r}: expected MIN-MAX, e.g. 2-5") from None
+    try:
+        classes = tuple(int(c) for c in args.classes.split(",")) if args.classes else None
+    except ValueError:
+        raise ValueError(f"--classes {args.classes!r}: expected class ids, e.g. 1,8,7") from None
     counts = synthesize_detection(args.source, args.out, train=args.train, val=args.val, size=args.size,
-                                  objects=objects, seed=args.seed)
+                                  objects=objects, seed=args.seed, classes=classes)
     print(f"wrote {args.out}: " + ", ".join(f"{split} {n} images" for split, n in
                                              (("train", args.train), ("val", args.val)) if n)
           + f" ({sum(counts.values())} boxes), data.yaml")
@@ -80,4 +84,6 @@ def add_commands(sub: Subparsers) -> None:
     synth.add_argument("--val", type=int, default=32, help="images in the val split (0: none)")
     synth.add_argument("--size", type=int, default=320, help="image side in pixels")
     synth.add_argument("--objects", default="2-5", help="objects per image, MIN-MAX")
+    synth.add_argument("--classes", default="", help="only these Fashion-MNIST class ids, renumbered 0.. in this "
+                       "order (e.g. 1,8,7: trouser, bag, sneaker; fewer, distinct classes learn faster)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (objects, positions, backgrounds)")

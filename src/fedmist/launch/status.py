@@ -114,7 +114,8 @@ def _worker_entry(process: ProcessState, report: dict[str, Any], seen_by_aggrega
         "pid": process.pid,
         "exit_code": process.exit_code,
     }
-    for key in ("connections", "sessions"):  # reconnects seen by the aggregator / made by the worker
+    # reconnects seen by the aggregator / made by the worker; the device a YOLO worker trains on
+    for key in ("connections", "sessions", "device"):
         value = seen_by_aggregator.get(key, report.get(key))
         if value is not None:
             entry[key] = value

@@ -10,8 +10,7 @@ train; the cloud's do, on the cloud's batches.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,9 +19,8 @@ from torch import nn
 
 from fedmist.models.cloud_train import _Decoder, eval_input_values, input_values, per_source_epsilons
 from fedmist.models.detect_eval import DetectionMeter
+from fedmist.models.detect_train import Batch, detection_loss, train_detection
 from fedmist.wire.detect_records import bits_bytes, decode_boxes
-
-DEFAULT_HYP = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
 
 
 class DetectionFeatures:
@@ -47,31 +45,13 @@ class DetectionFeatures:
                                       "bboxes": torch.from_numpy(boxes)}
 
 
-def detection_loss(full_model: nn.Module) -> Callable:
-    """ultralytics' detection loss (``v8DetectionLoss``) bound to the model's head and default gains."""
-    from types import SimpleNamespace
-
-    from ultralytics.utils.loss import v8DetectionLoss
-
-    if not hasattr(full_model, "args") or not hasattr(full_model.args, "box"):
-        full_model.args = SimpleNamespace(**DEFAULT_HYP)
-    return v8DetectionLoss(full_model)
-
-
-def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 1% of ``base``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def train_detection_cloud(
     cloud: nn.Module, full_model: nn.Module, features: DetectionFeatures, *, epochs: int, batch_size: int,
     lr: float, epsilon: float | Sequence[float], debias: bool = True, seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``cloud`` (which shares its modules with ``full_model``) in place with AdamW; per-epoch stats.
+    """Train ``cloud`` (which shares its modules with ``full_model``) in place with the shared detection loop
+    (:func:`fedmist.models.detect_train.train_detection`); per-epoch stats.
     ``epsilon``: one value, or one per record source (each edge's records debiased with its own)."""
     n = len(features)
     if n == 0:
@@ -85,45 +65,18 @@ def train_detection_cloud(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     batch_size = min(batch_size, n)
-    steps = epochs * math.ceil(n / batch_size)
-    warmup = min(max(1, steps // 10), 100)
-    params = [p for p in cloud.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    other = [p for p in params if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 5e-4}, {"params": other, "weight_decay": 0.0}], lr=lr)
-    history: list[dict[str, float]] = []
-    step = 0
-    for epoch in range(1, epochs + 1):
-        cloud.train()
-        t0 = time.perf_counter()
+
+    def batches(epoch: int) -> Iterator[Batch]:
         order = rng.permutation(n)
-        sums = torch.zeros(3, dtype=torch.float64)
-        seen = 0
         for start in range(0, n, batch_size):
             idx = np.sort(order[start:start + batch_size])
             if len(idx) < 2:  # batch norm needs two samples; a lone leftover waits for the next epoch
                 continue
             packed, targets = features.batch(idx)
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, steps, lr, warmup)
-            preds = cloud(decode(packed, features.origins(idx) if decode.per_source else None))
-            loss, items = criterion(preds, targets)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)
-            opt.step()
-            step += 1
-            values = torch.stack(list(items.values())) if isinstance(items, dict) else items
-            sums += values.detach().double() * len(idx)
-            seen += len(idx)
-        mean = (sums / max(1, seen)).tolist()
-        stats = {"loss": float(sum(mean)), "box_loss": mean[0], "cls_loss": mean[1], "dfl_loss": mean[2],
-                 "seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"]}
-        history.append(stats)
-        if on_epoch is not None:
-            on_epoch(epoch, stats)
-    cloud.eval()
-    return history
+            yield decode(packed, features.origins(idx) if decode.per_source else None), targets, len(idx)
+
+    return train_detection(cloud, criterion, batches, epochs=epochs, lr=lr, steps_per_epoch=math.ceil(n / batch_size),
+                           on_epoch=on_epoch)
 
 
 def evaluate_detection(
@@ -138,11 +91,12 @@ def evaluate_detection(
     decode = _Decoder(tuple(feature_shape), eval_input_values(epsilons, weights or [1] * len(epsilons), debias))
     meter = DetectionMeter(nc)
     was = cloud.training
+    device = next(cloud.parameters()).device
     cloud.eval()
     with torch.inference_mode():
         for start in range(0, len(packed), batch_size):
-            out = cloud(decode(packed[start:start + batch_size]))
+            out = cloud(decode(packed[start:start + batch_size]).to(device))
             raw = out[0] if isinstance(out, (tuple, list)) else out
-            meter.add(raw, labels[start:start + batch_size], imgsz)
+            meter.add(raw.cpu(), labels[start:start + batch_size], imgsz)
     cloud.train(was)
     return meter.result()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+NMS_NO_TIME_LIMIT = 1e6  # seconds per image: evaluation must not depend on the machine's load
 
 
 def xywhn_to_xyxy(boxes: np.ndarray, size: int) -> np.ndarray:
@@ -60,7 +61,10 @@ class DetectionMeter:
         """``raw``: the head's eval output ``(B, 4 + nc, anchors)``; ``labels``: per image ``(n, 5)`` normalised."""
         from ultralytics.utils.nms import non_max_suppression
 
-        kept = non_max_suppression(raw, self.conf, self.iou, max_det=self.max_det, nc=self.nc)
+        # no time limit: ultralytics' NMS stops after 2 s + 50 ms per image and returns what it has, which on a
+        # busy CPU (an untrained detector keeps thousands of boxes above conf 0.001) silently lowers mAP
+        kept = non_max_suppression(raw, self.conf, self.iou, max_det=self.max_det, nc=self.nc,
+                                   max_time_img=NMS_NO_TIME_LIMIT)
         for det, lab in zip(kept, labels):
             pred = det.detach().cpu().numpy()
             gt_cls = lab[:, 0].astype(np.float32)

@@ -42,6 +42,8 @@ class LocalConfig:
     momentum: float = 0.9
     mu: float = 0.0
     seed: int = 0
+    round: int = 1  # this round and the job's planned rounds: where a job-long learning-rate schedule stands
+    rounds: int = 1
 
 
 @dataclass

@@ -31,8 +31,8 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
 
     prepare_ultralytics()
     from fedmist.data.coco import DetectionDataset, read_class_names
-    from fedmist.models.detect_cloud_train import _lr_at, detection_loss
     from fedmist.models.detect_extract import images_to_float
+    from fedmist.models.detect_train import detection_loss, lr_at
     from fedmist.models.weights import save_weights
     from fedmist.models.yolo import build_yolo, yaml_name
 
@@ -82,7 +82,7 @@ def pretrain_yolo(data: str | Path, out: str | Path, *, model: str = "yolov5n.ya
                      "cls": torch.from_numpy(np.concatenate([b[:, :1] for b in boxes])),
                      "bboxes": torch.from_numpy(np.concatenate([b[:, 1:5] for b in boxes]))}
             for group in opt.param_groups:
-                group["lr"] = _lr_at(step, steps, lr, min(100, max(1, steps // 10)))
+                group["lr"] = lr_at(step, steps, lr, min(100, max(1, steps // 10)))
             loss, _ = criterion(forward(x), batch)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()

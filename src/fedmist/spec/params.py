@@ -143,6 +143,15 @@ def _trainer(raw: str) -> str:
                      f"(a subclass of fedmist.training.Trainer)")
 
 
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def _device(raw: str) -> str:
+    if _DEVICE.match(raw.lower()):
+        return raw.lower()
+    raise ValueError("must be cpu, cuda or cuda:N")
+
+
 def _text(raw: str) -> str:
     if not raw:
         raise ValueError("must not be empty")
@@ -185,6 +194,7 @@ PARSERS: Final[dict[str, Parser]] = {
     "seed": _integer(0),
     "keep_payloads": _boolean,
     "allow_plain_ws": _boolean,
+    "device": _device,
 }
 
 
@@ -229,6 +239,7 @@ class JobParams(BaseModel):
     keep_payloads: bool = False
     # plain ws to a non-loopback address: an explicit choice (frames stay authenticated, not confidential)
     allow_plain_ws: bool = False
+    device: str | None = None  # where torch work runs (YOLO jobs): cpu, cuda, cuda:N (models/device.py checks it)
     extra: dict[str, str] = {}
 
 
@@ -291,7 +302,7 @@ _CLASSIFY_CLOUD: Final[dict[str, object]] = {
     "batch_size": 64, "epochs": 10, "learning_rate": 0.05, "round_timeout": 1800.0, "debias": True, "seed": 0}
 _DETECT_CLOUD: Final[dict[str, object]] = {
     "cut_layer": DEFAULT_CUT_LAYER["detect"], "imgsz": 640, "batch_size": 32, "epochs": 10, "learning_rate": 0.001,
-    "round_timeout": 1800.0, "debias": True, "seed": 0}
+    "round_timeout": 1800.0, "debias": True, "seed": 0, "device": "cpu"}
 RUNTIME_DEFAULTS: Final[dict[tuple[str, str, str], dict[str, object]]] = {
     ("mistnet", "aggregator", "classify"): _CLASSIFY_CLOUD,
     ("mistnet", "aggregator", "detect"): _DETECT_CLOUD,
@@ -301,6 +312,12 @@ RUNTIME_DEFAULTS: Final[dict[tuple[str, str, str], dict[str, object]]] = {
                                            "round_timeout": 600.0, "min_clients": 1, "seed": 0},
     ("rounds", "trainer", "classify"): {"model": DEFAULT_MODEL, "round_timeout": 600.0, "validation_split": 0.0,
                                         "seed": 0},
+    # YOLO under the FedAvg family (worker/rounds/detect_*.py): the round config carries the aggregator's imgsz,
+    # epochs, batch_size and AdamW learning rate; num_classes comes from the job or the test set's data yaml
+    ("rounds", "aggregator", "detect"): {"imgsz": 640, "epochs": 1, "batch_size": 16, "learning_rate": 0.001,
+                                         "exit_round": 10, "round_timeout": 1800.0, "min_clients": 1, "seed": 0,
+                                         "device": "cpu"},
+    ("rounds", "trainer", "detect"): {"round_timeout": 1800.0, "seed": 0, "device": "cpu"},
 }
 
 
@@ -312,12 +329,12 @@ def runtime_family(algorithm: str) -> str:
 def with_defaults(params: JobParams, task: str = "classify", participants: int = 1) -> JobParams:
     """``params`` with every unset parameter its runtime reads filled from ``RUNTIME_DEFAULTS``: what a worker's
     runtime receives (worker/context.py), so no runtime carries a default of its own. ``task`` is the model's
-    (``TASKS``; FedAvg-family jobs are always "classify"); ``participants`` is a MistNet cloud's ``min_clients``
+    (``TASKS``); ``participants`` is a MistNet cloud's ``min_clients``
     default (it waits for every edge unless told otherwise). Values the job set are kept as given."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {task!r}")
     family = runtime_family(params.aggregation_algorithm)
-    defaults = dict(RUNTIME_DEFAULTS[(family, params.role, "classify" if family == "rounds" else task)])
+    defaults = dict(RUNTIME_DEFAULTS[(family, params.role, task)])
     if family == "mistnet" and params.role == "aggregator":
         defaults["min_clients"] = participants
     unset = {name: value for name, value in defaults.items() if getattr(params, name) is None}

@@ -27,6 +27,16 @@ def is_floating(array: np.ndarray) -> bool:
     return bool(np.issubdtype(array.dtype, np.floating))
 
 
+#: Name endings of floating entries that are statistics of the data, not parameters: BatchNorm's running mean and
+#: variance. Averaged as FedAvg does, never stepped by a server optimizer (a step can drive a variance negative).
+STATISTIC_SUFFIXES = (".running_mean", ".running_var")
+
+
+def is_statistic(key: str) -> bool:
+    """True for BatchNorm running statistics (``STATISTIC_SUFFIXES``)."""
+    return key.endswith(STATISTIC_SUFFIXES)
+
+
 def accumulator_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype sums are kept in: at least float32, so float16 models neither overflow nor lose mass."""
     return np.result_type(dtype, np.float32)

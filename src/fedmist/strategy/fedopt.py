@@ -13,7 +13,8 @@ As in the paper: ``m`` starts at 0, ``v`` at ``tau^2`` (its ``v_{-1} >= tau^2``)
 all three keep the ``beta_1`` momentum, and FedAdagrad ignores ``beta_2``. The average is sample-weighted
 and streamed exactly like FedAvg's (the paper's uniform mean is the equal-samples case). ``m`` and ``v`` are
 kept in the model's accumulation dtype (float32 for a float32 model) -- two extra model copies of state --
-and checkpoint through :meth:`FedOpt.state_dict` as ``m/<name>`` and ``v/<name>``.
+and checkpoint through :meth:`FedOpt.state_dict` as ``m/<name>`` and ``v/<name>``. BatchNorm running statistics
+(``aggregate.is_statistic``) are not parameters: they take the plain weighted average and keep no ``m``/``v``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fedmist.strategy.aggregate import accumulator_dtype, is_floating
+from fedmist.strategy.aggregate import accumulator_dtype, is_floating, is_statistic
 from fedmist.strategy.fedavg import FedAvg
 from fedmist.strategy.types import Weights
 
@@ -69,8 +70,10 @@ class FedOpt(FedAvg):
         new_m: Weights = {}
         new_v: Weights = {}
         for key, ref in global_weights.items():
-            if not is_floating(ref):
-                out[key] = average[key]  # counters are not optimised: FedAvg's rule (first result)
+            if not is_floating(ref) or is_statistic(key):
+                # counters are not optimised (FedAvg's rule: the first result's); BatchNorm running statistics
+                # are averaged, not stepped: Adam's sign-like first steps can push a running variance below 0
+                out[key] = average[key]
                 continue
             dtype = accumulator_dtype(ref.dtype)
             delta = average[key].astype(dtype) - ref.astype(dtype, copy=False)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fedmist.spec.params import DEFAULT_AGG_PORT, JobParams, parse_params, runtime_family, with_defaults
+from fedmist.spec.params import DEFAULT_AGG_PORT, JobParams, parse_params, with_defaults
 from fedmist.transport.security import Security
 
 log = logging.getLogger("fedmist.worker")
@@ -160,10 +160,8 @@ class WorkerContext:
 
 
 def _task(ctx: WorkerContext) -> str:
-    """The model's task, which picks a MistNet runtime's defaults: read from what the worker holds when the job
-    names no model (worker/detect_kind.py). FedAvg-family jobs classify."""
-    if runtime_family(ctx.params.aggregation_algorithm) != "mistnet":
-        return "classify"
+    """The model's task, which picks a runtime's defaults: read from what the worker holds when the job names no
+    model (worker/detect/kind.py), for MistNet and the FedAvg family alike."""
     from fedmist.worker.detect.kind import is_detection  # detect_kind imports this module
 
     return "detect" if is_detection(ctx) else "classify"

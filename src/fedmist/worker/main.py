@@ -56,7 +56,18 @@ def _runners() -> dict[tuple[str, str], Callable[[], Runner]]:
 
         return run_detect_trainer
 
-    return {("aggregator", "mistnet"): mistnet_aggregator, ("trainer", "mistnet"): mistnet_trainer,
+    def rounds_detect_aggregator() -> Runner:
+        from fedmist.worker.rounds.detect_aggregator import run_detect_rounds_aggregator
+
+        return run_detect_rounds_aggregator
+
+    def rounds_detect_trainer() -> Runner:
+        from fedmist.worker.rounds.detect_trainer import run_detect_rounds_trainer
+
+        return run_detect_rounds_trainer
+
+    return {("aggregator", "rounds-detect"): rounds_detect_aggregator, ("trainer", "rounds-detect"): rounds_detect_trainer,
+            ("aggregator", "mistnet"): mistnet_aggregator, ("trainer", "mistnet"): mistnet_trainer,
             ("aggregator", "rounds"): rounds_aggregator, ("trainer", "rounds"): rounds_trainer,
             ("aggregator", "mistnet-detect"): detect_aggregator, ("trainer", "mistnet-detect"): detect_trainer}
 
@@ -79,10 +90,10 @@ def run_worker(role: str, args: list[str] | None = None) -> int:
     if args:
         log.info("container args %s recorded (fedmist workers take their settings from the env)", args)
     family = family_of(ctx.params.aggregation_algorithm or "")
-    if family == "mistnet":  # classification or detection: decided from the model / data the worker holds
-        from fedmist.worker.detect.kind import mistnet_family
+    if family in ("mistnet", "rounds"):  # classification or detection: from the model / data the worker holds
+        from fedmist.worker.detect.kind import task_family
 
-        family = mistnet_family(ctx)
+        family = task_family(ctx, family)
     key = (role, family)
     loader = _runners().get(key)
     if loader is None:

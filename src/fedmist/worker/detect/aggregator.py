@@ -48,9 +48,14 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
     prepare_ultralytics()
     from fedmist.models.detect_cloud_train import DetectionFeatures, evaluate_detection, train_detection_cloud
     from fedmist.models.detect_extract import detection_feature_shape
+    from fedmist.models.device import describe, resolve_device
     from fedmist.models.yolo import load_yolo, yaml_name
     from fedmist.models.yolo_split import split_detection_model
 
+    try:
+        device = resolve_device(params.device)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     if params.label_epsilon:
         raise ConfigurationError("label_epsilon is not supported for detection jobs (box classes travel as given)")
     if not ctx.pretrained_model_url:
@@ -115,11 +120,14 @@ def run_detect_aggregator(ctx: WorkerContext) -> dict[str, Any]:
         log.info("epoch %d/%d: %s", epoch, epochs, ", ".join(f"{k} {v}" for k, v in entry.items() if k != "epoch"))
 
     started = time.monotonic()
+    model.to(device)  # edge and cloud share the model's modules; the loop moves each batch to the device
+    reporter.update(force=True, device=describe(device))
     train_detection_cloud(cloud, model, features, epochs=epochs, batch_size=batch_size,
                           lr=params.learning_rate, epsilon=train_eps, debias=debias, seed=params.seed,
                           on_epoch=on_epoch)
+    model.cpu()
     metrics: dict[str, Any] = {"train_s": round(time.monotonic() - started, 3), "samples": len(features),
-                               "loss": history[-1]["loss"]}
+                               "loss": history[-1]["loss"], "device": describe(device)}
     if server.refused:  # edges refused for their records (worker/record_check): the job trained without them
         metrics["refused"] = server.refused
     if val_bits is not None:

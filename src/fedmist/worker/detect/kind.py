@@ -1,4 +1,4 @@
-"""Which MistNet runtime a worker needs: classification (LeNet & co.) or detection (YOLO through ultralytics).
+"""Which runtime (MistNet or the FedAvg family) a worker needs: classification (LeNet & co.) or detection (YOLO through ultralytics).
 
 The seed's YOLO job never names its model (no ``model`` env), so the task is read from what the worker holds:
 the aggregator from its pretrained file (an ultralytics checkpoint, or a state dict with a YOLO head), an edge
@@ -46,3 +46,8 @@ def is_detection(ctx: WorkerContext) -> bool:
 def mistnet_family(ctx: WorkerContext) -> str:
     """``mistnet-detect`` for detection workers, else ``mistnet``."""
     return "mistnet-detect" if is_detection(ctx) else "mistnet"
+
+
+def task_family(ctx: WorkerContext, family: str) -> str:
+    """The runtime for a worker of ``family`` (``mistnet`` or ``rounds``): ``<family>-detect`` for YOLO detection."""
+    return f"{family}-detect" if is_detection(ctx) else family

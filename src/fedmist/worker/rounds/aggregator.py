@@ -121,15 +121,23 @@ class RoundsJob:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
 
+    def headline_metrics(self, result: dict[str, float]) -> dict[str, Any]:
+        """Test figures that join accuracy/loss in the job's metrics (hook: mAP for YOLO, detect_aggregator.py)."""
+        return {}
+
+    def model_metadata(self, path: Path) -> dict[str, Any]:
+        """Extra fields of the saved model's JSON; may write companion files (hook: detect_aggregator.py)."""
+        return {}
+
     def status(self, server: RoundServer, force: bool = False, **fields: Any) -> None:
         """Mirror the engine's state into the report (throttled unless ``force``: round ends always land)."""
         self.reporter.update(force=force, workers={n: vars(w).copy() for n, w in server.workers.items()}, **fields)
 
 
-def run_rounds_aggregator(ctx: WorkerContext) -> dict[str, Any]:
+def run_rounds_aggregator(ctx: WorkerContext, job_class: type[RoundsJob] = RoundsJob) -> dict[str, Any]:
     """Run every round; return the final metrics (raises JobFailure with a one-line reason otherwise)."""
     torch.set_num_threads(max(1, ctx.threads))
-    job = RoundsJob(ctx)
+    job = job_class(ctx)
     job.reporter.update(force=True, phase="Running", stage="waiting", round=0, rounds=job.rounds,
                         algorithm=ctx.params.aggregation_algorithm, metrics={"model_bytes": job.model_bytes})
     log.info("%s over %d rounds, min_clients %d, round_timeout %g s, model %s (%d float32 bytes)",
@@ -321,7 +329,8 @@ class RoundBook:
         self.job.history.append(entry)
         self.metrics.update(accuracy=entry["accuracy"], loss=entry["loss"], rounds=entry["round"],
                             lost_workers=sorted({*self.metrics["lost_workers"], *entry["lost_workers"]}),
-                            late_results=self.metrics["late_results"] + entry["late"])
+                            late_results=self.metrics["late_results"] + entry["late"],
+                            **self.job.headline_metrics(result))
         self.job.status(self.server, force=True, history=self.job.history, metrics=dict(self.metrics))
         log.info("round %d: %s", entry["round"], entry)
         target = self.job.ctx.params.target_accuracy
@@ -376,5 +385,6 @@ def _save_model(job: RoundsJob, metrics: dict[str, Any]) -> Path:
         "metrics": metrics,
         "history": job.history,
         "saved": time.time(),
+        **job.model_metadata(path),
     })
     return path

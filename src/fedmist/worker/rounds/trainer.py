@@ -98,7 +98,7 @@ class RoundsTrainer:
                            batch_size=max(1, pick(params.batch_size, "batch_size", local["batch_size"], int)),
                            learning_rate=pick(params.learning_rate, "learning_rate", local["learning_rate"], float),
                            mu=max(0.0, pick(None if "mu" in config else params.mu, "mu", 0.0, float)),
-                           seed=seed % (2**63))
+                           seed=seed % (2**63), round=number, rounds=max(1, meta.rounds))
 
     def _build(self, meta: msg.FitMeta) -> tuple[torch.nn.Module, Trainer]:
         """The model the aggregator named and this worker's trainer (its own env ``trainer`` wins over the
@@ -190,14 +190,15 @@ class RoundsTrainer:
         return watch
 
 
-def run_rounds_trainer(ctx: WorkerContext) -> dict[str, Any]:
+def run_rounds_trainer(ctx: WorkerContext, data_class: type = LocalData,
+                       trainer_class: type[RoundsTrainer] = RoundsTrainer) -> dict[str, Any]:
     """Take part in rounds until the aggregator says STOP; return this edge's figures."""
     torch.set_num_threads(max(1, ctx.threads))
     reporter = Reporter(ctx.status_file, ctx.worker, "trainer")
     reporter.update(force=True, phase="Running", stage="loading")
-    data = LocalData(ctx)
+    data = data_class(ctx)
     reporter.update(force=True, stage="connecting", samples=len(data.y))
-    trainer = RoundsTrainer(ctx, data, reporter)
+    trainer = trainer_class(ctx, data, reporter)
     reason = asyncio.run(_run(ctx, trainer))
     figures = {"samples": len(data.y), "rounds": trainer.rounds_done, "compute_s": round(trainer.compute_s, 3),
                "bytes_up": trainer.bytes_up + trainer.s3_up, "bytes_down": trainer.bytes_down + trainer.s3_down,
