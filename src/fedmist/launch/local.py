@@ -34,7 +34,7 @@ from fedmist.launch.spawn import Zygote, ZygoteChild
 from fedmist.launch.status import FAILED, RUNNING, SUCCEEDED, JobStatus, ProcessState
 from fedmist.launch.uplink import UplinkMeter
 from fedmist.spec.job import ResolvedJob, WorkerSpec
-from fedmist.spec.params import PARSERS
+from fedmist.spec.params import DEFAULT_AGG_PORT, PARSERS
 from fedmist.transport.tls import TlsFiles, make_job_pki, write_tls_files
 from fedmist.worker.main import family_of
 
@@ -47,7 +47,7 @@ RESTARTING_POLICIES = frozenset({"OnFailure", "Always"})
 # Debug/fault-injection overrides (RELIABILITY.md): bind the aggregator to a fixed port, and point the trainers
 # at another port (a fault proxy in front of the aggregator). Not for production jobs; not job parameters.
 AGG_PORT_ENV = "FEDMIST_AGG_PORT"
-NETLAB_AGG_PORT = 7363  # the aggregator's port on its own network host (fedmist run --topology)
+NETLAB_AGG_PORT = DEFAULT_AGG_PORT  # the aggregator's port on its own network host (fedmist run --topology)
 TRAINER_AGG_PORT_ENV = "FEDMIST_TRAINER_AGG_PORT"
 
 
