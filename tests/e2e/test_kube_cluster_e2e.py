@@ -80,8 +80,8 @@ def test_fedavg_example_end_to_end_through_the_operator(png_data, tmp_path):
     """Applied through the API, the example succeeds; the operator restarted mid-job adopts it (no duplicate pod);
     the printer columns move; Model and Datasets get their status; the status is ``fedmist run``'s for the same
     job plus the Kubernetes keys; deleting the job removes all it owns."""
-    # 3 local epochs: rounds of a second or more, so the operator's 1 s polls see them go by
-    docs = example_documents(FEDAVG, {"learning_rate": "0.05", "epochs": "3"}, exit_round="3")
+    # 6 local epochs: rounds of a few seconds even on a quiet machine, so the operator's 1 s polls see them go by
+    docs = example_documents(FEDAVG, {"learning_rate": "0.05", "epochs": "6"}, exit_round="3")
     cluster = start_cluster(tmp_path / "cluster", {"/data": png_data, "/model": tmp_path / "model"})
     try:
         cluster.apply(docs)
@@ -131,7 +131,11 @@ def test_fedavg_example_end_to_end_through_the_operator(png_data, tmp_path):
     assert local.returncode == 0, local.stderr[-2000:]
     expected = json.loads((tmp_path / "run" / "status.json").read_text())
     assert set(status) - {*KUBE_ONLY_KEYS, "lastReport"} == set(expected)
-    assert status["phase"] == expected["phase"] and status["progress"] == expected["progress"]
+    # the slowest link of a round is a timing (which edge's update took longest), like a wall time
+    untimed = lambda progress: {k: v for k, v in progress.items() if k != "slowest_link"}  # noqa: E731
+    assert status["phase"] == expected["phase"]
+    assert untimed(status["progress"]) == untimed(expected["progress"])
+    assert set(status["progress"]) == set(expected["progress"])
     assert set(status["metrics"]) == set(expected["metrics"])
     for worker, seen in expected["workers"].items():
         assert status["workers"][worker]["phase"] == seen["phase"] == "Succeeded"

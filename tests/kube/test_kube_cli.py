@@ -188,3 +188,11 @@ def test_operator_logs_an_api_refusal_with_its_reason_and_carries_on(caplog: pyt
     with caplog.at_level("ERROR", logger="fedmist.operator"):
         timer.fn(namespace="ns", name="j")  # no exception: the next tick tries again
     assert [r.getMessage() for r in caplog.records] == [f"ns/j: {reason}"]
+
+
+def test_a_timer_running_when_its_job_is_deleted_is_looked_at_again_within_a_second() -> None:
+    """kopf's default (60 s) held `kubectl delete fl` for a minute whenever the delete landed during a timer's
+    sync (seen on the cluster test: the finalizer was released only after 60 s)."""
+    from fedmist.launch.kube.operator import operator_settings
+
+    assert operator_settings().background.cancellation_polling <= 1.0

@@ -58,6 +58,21 @@ def build_registry(controller: Controller, interval_s: float, credentials: Crede
     return registry
 
 
+# How often kopf looks again at a timer that was still running when its job was deleted. kopf's default is 60 s:
+# a `kubectl delete fl` that lands during a sync (they run every `interval`) then waits a minute for the
+# finalizer. A sync is bounded (API calls time out in seconds), so one second is enough.
+TIMER_EXIT_POLL_S = 1.0
+
+
+def operator_settings() -> Any:
+    """kopf settings of the operator (see ``TIMER_EXIT_POLL_S``)."""
+    import kopf
+
+    settings = kopf.OperatorSettings()
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_S
+    return settings
+
+
 def run_operator(namespace: str | None, interval_s: float, image: str, credentials: Credentials) -> int:
     """Run until interrupted; watches one namespace, or all when ``namespace`` is None. ``credentials`` has
     logged in once already (the CLI turns a failed login into a one-line error)."""
@@ -69,6 +84,7 @@ def run_operator(namespace: str | None, interval_s: float, image: str, credentia
 
     controller = Controller(RestApi(credentials), reports=http_report, image=image)
     log.info("API server %s", credentials.current().server)
-    kopf.run(registry=build_registry(controller, interval_s, credentials), standalone=True,
+    kopf.run(registry=build_registry(controller, interval_s, credentials), settings=operator_settings(),
+             standalone=True,
              namespaces=[namespace] if namespace else (), clusterwide=namespace is None)
     return 0
