@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,27 +50,36 @@ def ray_cluster():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
            "RAY_USAGE_STATS_ENABLED": "0"}
 
-    def common() -> list[str]:  # three nodes on one host: each its own agent port
-        return ["--block", "--disable-usage-stats", "--dashboard-agent-listen-port", str(_free_port())]
+    def common(node: int) -> list[str]:
+        """Three nodes on one host: every port a node binds is its own. Left to Ray, two raylets started
+        together sometimes picked the same one ("bind: Address already in use", seen in CI)."""
+        ports = [flag for name in ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                                   "--node-manager-port", "--object-manager-port", "--metrics-export-port",
+                                   "--runtime-env-agent-port") for flag in (name, str(_free_port()))]
+        first = 20000 + 200 * node  # worker processes: a range of their own per node
+        return ["--block", "--disable-usage-stats", *ports, "--min-worker-port", str(first),
+                "--max-worker-port", str(first + 199)]
 
     procs = [subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--num-cpus", "0",
                                "--ray-client-server-port", str(_free_port()), "--temp-dir", temp,
-                               "--include-dashboard=false", *common()],
+                               "--include-dashboard=false", *common(0)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:
         deadline = time.monotonic() + 240
         while not _listening(port):  # the head's GCS answers: worker nodes can join
             assert time.monotonic() < deadline and procs[0].poll() is None, "the Ray head did not start"
             time.sleep(0.5)
-        for index in range(2):
+        for index in range(2):  # one after the other: each joins before the next starts
             log = open(Path(temp) / f"worker{index}.log", "w")  # noqa: SIM115 - closed with the process
-            procs.append(subprocess.Popen([str(RAY), "start", "--address", address, "--num-cpus", "1", *common()],
+            procs.append(subprocess.Popen([str(RAY), "start", "--address", address, "--num-cpus", "1",
+                                           *common(index + 1)],
                                           env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        while _cluster_nodes(address) < 3:
-            assert time.monotonic() < deadline, "the two Ray worker nodes did not join"
-            failed = [p for p in procs if p.poll() is not None]
-            assert not failed, [(p.args, (Path(temp) / "worker0.log").read_text()[-1500:]) for p in failed]
-            time.sleep(1)
+            while _cluster_nodes(address) < index + 2:
+                assert time.monotonic() < deadline, "the two Ray worker nodes did not join"
+                failed = [p for p in procs if p.poll() is not None]
+                assert not failed, [(p.args, (Path(temp) / f"worker{index}.log").read_text()[-1500:])
+                                    for p in failed]
+                time.sleep(1)
         yield address
     finally:
         for proc in reversed(procs):  # workers first, then the head; each --block process stops its own tree
@@ -81,6 +91,7 @@ def ray_cluster():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what this ray start began
                 proc.wait(10)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_simulation_runs_on_a_ray_cluster_with_two_worker_nodes(ray_cluster, tmp_path):
