@@ -135,7 +135,8 @@ def kubeconfig(path: Path, port: int, token: str) -> Path:
 
 def test_kubeconfig_login_is_shared_by_kopf_and_the_rest_client(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    kopf = pytest.importorskip("kopf")
+    import kopf
+
     from fedmist.launch.kube.api import MemoryApi
     from fedmist.launch.kube.controller import Controller
     from fedmist.launch.kube.operator import build_registry

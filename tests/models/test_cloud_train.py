@@ -43,7 +43,7 @@ def test_source_validates_shapes() -> None:
 def setup() -> dict[str, object]:
     """Pretrain briefly on 3k public images; extract 5k edge images and 2k test images."""
     if not FMNIST.is_dir():
-        pytest.skip(f"Fashion-MNIST not installed at {FMNIST} (apt-get install dataset-fashion-mnist)")
+        pytest.fail(f"Fashion-MNIST not installed at {FMNIST} (apt-get install dataset-fashion-mnist)")
     images, labels = load_idx_dataset(FMNIST / "train")
     test_x, test_y = load_idx_dataset(FMNIST / "t10k")
     # plain and short, so the cloud part still has most to learn from the edge bits
