@@ -10,12 +10,11 @@ and, with ``--service-account``, for a ServiceAccount bound by what was applied,
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from fedmist.testing.kubeapi import ApiError, KubeApiServer, User
+from fedmist.testing.until_stopped import wait_until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for namespace, name, path in accounts:
         server.write_kubeconfig(path, server.add_token(User.service_account(namespace, name)))
     print(f"serving the emulated Kubernetes API at {server.url} (admin kubeconfig: {args.kubeconfig})", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
+    wait_until_stopped()
     server.stop()
     return 0
 

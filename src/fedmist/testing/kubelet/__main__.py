@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from fedmist.testing.kubelet import ApiClient, Kubelet, NodeConfig
+from fedmist.testing.until_stopped import wait_until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
     kubelet = Kubelet(client, args.node, NodeConfig(root=args.root.resolve(), host_paths=host_paths,
                                                     base_env=env)).start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
+    wait_until_stopped()
     kubelet.stop()
     return 0
 
