@@ -85,7 +85,7 @@ def job_yaml(args: argparse.Namespace, work: Path, rounds: int) -> Path:
            "min_clients": "1", "seed": "0", "TEST_DATASET_URL": str(FMNIST / "t10k")}
     if args.target:
         env["target_accuracy"] = str(args.target)
-    trainer = {"epochs": "1", "batch_size": "32", "learning_rate": str(args.lr)}
+    trainer = {"epochs": "1", "batch_size": str(args.batch), "learning_rate": str(args.lr)}
     as_env = lambda d: "\n".join(f"              - {{name: {k}, value: \"{v}\"}}" for k, v in d.items())  # noqa: E731
     path.write_text(f"""apiVersion: sedna.io/v1alpha1
 kind: Dataset
@@ -147,7 +147,7 @@ def run_flower(args: argparse.Namespace, clients: int, rounds: int, work: Path) 
     out = work / f"flower-{clients}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--flower-child", str(clients), "--out", str(out),
            "--rounds", str(rounds), "--fraction", str(args.fraction), "--lr", str(args.lr),
-           "--workers", str(args.workers)]
+           "--batch", str(args.batch), "--target", str(args.target), "--workers", str(args.workers)]
     figures = measured(cmd, out)
     rounds = json.loads(out.read_text())
     start = rounds[0]["t"]  # round 0: the initial model's test, just before the first dispatch
@@ -170,7 +170,7 @@ def flower_child(args: argparse.Namespace) -> None:
     from fedmist.models.local_train import LocalConfig, as_tensors, evaluate, train_local
     from fedmist.simulate.partition import partition
 
-    clients, lr = int(args.flower_child), args.lr
+    clients, lr, batch = int(args.flower_child), args.lr, args.batch
 
     def data() -> tuple:
         # once per Ray worker process, as fedmist's pool workers load it once: a process-wide module, because
@@ -199,7 +199,7 @@ def flower_child(args: argparse.Namespace) -> None:
             model = lenet5()
             load(model, parameters)
             xs, ys = as_tensors(x[rows], y[rows])
-            result = train_local(model, xs, ys, LocalConfig(epochs=1, batch_size=32, learning_rate=lr,
+            result = train_local(model, xs, ys, LocalConfig(epochs=1, batch_size=batch, learning_rate=lr,
                                                             seed=int(config.get("server_round", 0)) * 7919 + self.cid))
             return weights(model), result.num_samples, {}
 
@@ -212,13 +212,25 @@ def flower_child(args: argparse.Namespace) -> None:
     log: list[dict] = []
 
     def central(server_round: int, arrays: list, config: dict) -> tuple[float, dict]:
+        if log and args.target and log[-1]["accuracy"] >= args.target:
+            return log[-1]["loss"], {"accuracy": log[-1]["accuracy"]}  # stopped: rounds left are empty
         load(model, arrays)
         metrics = evaluate(model, *test)
-        log.append({"round": server_round, "t": time.monotonic(), "accuracy": metrics["accuracy"]})
+        log.append({"round": server_round, "t": time.monotonic(), **metrics})
         Path(args.out).write_text(json.dumps(log))
         return metrics["loss"], {"accuracy": metrics["accuracy"]}
 
-    strategy = FedAvg(fraction_fit=args.fraction, fraction_evaluate=0.0, min_fit_clients=1, min_evaluate_clients=0,
+    class StopAtTarget(FedAvg):
+        """Flower has no target accuracy: once the test reaches it, the rounds left sample no clients (no
+        training, no test), as fedmist's ``target_accuracy`` ends the job; the time to target is read from
+        the log either way, this only keeps the round cap from costing minutes."""
+
+        def configure_fit(self, server_round, parameters, client_manager):  # type: ignore[no-untyped-def]
+            if log and args.target and log[-1]["accuracy"] >= args.target:
+                return []
+            return super().configure_fit(server_round, parameters, client_manager)
+
+    strategy = StopAtTarget(fraction_fit=args.fraction, fraction_evaluate=0.0, min_fit_clients=1, min_evaluate_clients=0,
                       min_available_clients=clients, evaluate_fn=central,
                       initial_parameters=ndarrays_to_parameters(weights(model)))
 
@@ -241,6 +253,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--batch", type=int, default=32, help="local batch size, both engines")
     parser.add_argument("--algorithm", default="fedavg")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-flower", action="store_true", help="fedmist only (the 10,000-client run)")
