@@ -105,7 +105,8 @@ def add_commands(sub: Subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (smaller: more skewed)")
     p.add_argument("--shards-per-client", type=int, default=2, help="label shards per client (--partition shards)")
     p.add_argument("--workers", type=int, default=None,
-                   help=f"pool processes (default: one per core, {os.cpu_count()} here; with Ray: the cluster's CPUs)")
+                   help=f"pool processes (default: one per core, {os.cpu_count()} here; with --partition job, one "
+                        "per trainer's share of the cores, as `fedmist run` gives it; with Ray: the cluster's CPUs)")
     p.add_argument("--ray-address", help="run the pool as Ray actors on this cluster (HOST:PORT of its head)")
     p.add_argument("--data", action="append", default=[], metavar="URL[:FORMAT]",
                    help="dataset to partition instead of the trainers' (repeatable; format idx by default)")

@@ -49,6 +49,7 @@ class Plan:
     params: JobParams
     spec: RunnerSpec
     names: list[str]  # the clients: client0..clientN-1, or (--partition job) the job's trainers' worker names
+    eval_threads: int | None = None  # --partition job: the torch threads `fedmist run` gives the aggregator
 
 
 def make_plan(job: ResolvedJob, options: SimulationOptions) -> Plan:
@@ -63,7 +64,12 @@ def make_plan(job: ResolvedJob, options: SimulationOptions) -> Plan:
     client_env = {**(job.trainers[0].env if job.trainers else {}), **options.overrides}
     client_params(client_env, where=str(job.job_file))
     named_env: dict[str, dict[str, str]] = {}
+    threads, eval_threads = 1, None
     if options.scheme == JOB_SCHEME:
+        # float32 results depend on torch's thread count (~1e-8 per step): train and test with `fedmist run`'s
+        from fedmist.launch.local import thread_budget
+
+        eval_threads, threads = thread_budget(len(job.trainers))  # (aggregator, each trainer)
         if options.data:
             raise ValueError("--partition job trains each trainer on its own dataset; --data repartitions, "
                              "drop one of them")
@@ -77,8 +83,8 @@ def make_plan(job: ResolvedJob, options: SimulationOptions) -> Plan:
     if not datasets or not all(url for url, _ in datasets):
         raise ValueError("no data to partition: the job's trainers name no dataset url; give --data DIR")
     spec = RunnerSpec(model=params.model or "lenet5", num_classes=params.num_classes or 10, datasets=datasets,
-                      trainer=params.trainer, client_env=client_env, named_env=named_env)
-    return Plan(params, spec, names)
+                      trainer=params.trainer, client_env=client_env, named_env=named_env, threads=threads)
+    return Plan(params, spec, names, eval_threads)
 
 
 def open_pool(plan: Plan, options: SimulationOptions, data: tuple[Any, np.ndarray]) -> Any:
@@ -87,7 +93,9 @@ def open_pool(plan: Plan, options: SimulationOptions, data: tuple[Any, np.ndarra
         from fedmist.simulate.ray_pool import RayPool
 
         return RayPool(plan.spec, options.workers, options.ray_address)
-    return LocalPool(plan.spec, options.workers or os.cpu_count() or 1, data)
+    cores = os.cpu_count() or 1
+    default = min(len(plan.names), max(1, cores // plan.spec.threads)) if plan.spec.threads > 1 else cores
+    return LocalPool(plan.spec, options.workers or default, data)
 
 
 def client_names(count: int) -> list[str]:

@@ -37,6 +37,8 @@ class SimulatedRounds:
                                        {**params.extra, **params.model_dump(exclude={"extra"})})
         self.trainer = build_trainer(params.trainer, params.extra)
         self.sampler = ClientSampler(params.seed or 0)
+        if plan.eval_threads:  # the pool is forked already: this process now tests, as the aggregator does
+            torch.set_num_threads(plan.eval_threads)
         torch.manual_seed(params.seed or 0)
         self.model = build_job_model(plan.spec.model, num_classes=plan.spec.num_classes)
         if job.pretrained_model_url:
