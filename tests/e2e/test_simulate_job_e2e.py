@@ -10,7 +10,7 @@ simulation passes only if each client resolves its round exactly as its real tra
 Tolerances: accuracies equal to 1e-4 (one test image in 10,000). Weights within 1e-6 absolute: with two results
 per round the float32 weighted sum is ``w1*a + w2*b`` in either fold order, and addition of two terms is
 commutative in IEEE arithmetic, so the runs agree bit for bit today; the tolerance leaves room for a
-third client per round, where the arrival order of the real run changes the rounding of the sum (~1e-7).
+third client per round, where the arrival order of the real run may change the last bit of a float32 sum.
 """
 
 from __future__ import annotations

@@ -20,19 +20,21 @@ def _job(tmp_path: Path, trainers: int = 3):
              "spec": {"url": f"/data/{n}", "format": "idx", "nodeName": n}} for n in names]
     docs.append({"apiVersion": "sedna.io/v1alpha1", "kind": "Model", "metadata": {"name": "out"},
                  "spec": {"url": "/model/m.pth", "format": "pth"}})
+    agg = {"nodeName": "cloud", "containers": [{"image": "w", "env": [{"name": "aggregation_algorithm",
+                                                                       "value": "fedavg"}]}]}
+    trainers = [{"dataset": {"name": f"{n}-data"}, "template": {"spec": {"nodeName": n, "containers": [
+        {"image": "w", "env": [{"name": "batch_size", "value": str(8 * (i + 1))}]}]}}} for i, n in enumerate(names)]
     docs.append({"apiVersion": "sedna.io/v1alpha1", "kind": "FederatedLearningJob", "metadata": {"name": "j"},
-                 "spec": {"aggregationWorker": {"model": {"name": "out"}, "template": {"spec": {"nodeName": "cloud",
-                          "containers": [{"image": "w", "env": [{"name": "aggregation_algorithm", "value": "fedavg"}]}]}}},
-                          "trainingWorkers": [{"dataset": {"name": f"{n}-data"}, "template": {"spec": {
-                              "nodeName": n, "containers": [{"image": "w", "env": [
-                                  {"name": "batch_size", "value": str(8 * (i + 1))}]}]}}} for i, n in enumerate(names)]}})
+                 "spec": {"aggregationWorker": {"model": {"name": "out"}, "template": {"spec": agg}},
+                          "trainingWorkers": trainers}})
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return resolve_job(load_manifests([path]))
 
 
 def test_job_plan_is_one_client_per_trainer_with_its_env_and_run_s_threads(tmp_path):
-    plan = make_plan(_job(tmp_path), SimulationOptions(clients=3, workdir=tmp_path, scheme="job", overrides={"seed": "4"}))
+    options = SimulationOptions(clients=3, workdir=tmp_path, scheme="job", overrides={"seed": "4"})
+    plan = make_plan(_job(tmp_path), options)
     assert plan.names == ["edge1", "edge2", "edge3"]
     assert plan.spec.named_env["edge2"] == {"batch_size": "16", "seed": "4"}
     assert [Path(url).name for url, _ in plan.spec.datasets] == plan.names
