@@ -61,3 +61,13 @@ def test_ten_thousand_clients_cost_index_arrays_only():
 def test_impossible_requests_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         partition(LABELS, **kwargs)
+
+
+def test_job_partition_gives_each_trainer_exactly_its_own_dataset_in_order():
+    from fedmist.simulate.partition import by_dataset
+
+    parts = by_dataset([3, 5, 2])
+    _covers_once(parts, 10)
+    assert [p.tolist() for p in parts] == [[0, 1, 2], [3, 4, 5, 6, 7], [8, 9]]
+    with pytest.raises(ValueError, match="non-empty dataset"):
+        by_dataset([3, 0])

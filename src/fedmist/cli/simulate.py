@@ -27,6 +27,10 @@ the job's output Model url. Example:
   fedmist simulate -f examples/mnist-fedavg/job.yaml --path-map /data=demo/data --path-map /model=demo/model \\
       --clients 1000 --partition dirichlet --alpha 0.1 --set fraction_fit=0.1 --set exit_round=20
 
+Simulate a manifest before deploying it (the same clients each round, the same accuracy, the same model as
+`fedmist run` of it gives):
+  fedmist simulate -f job.yaml --path-map /data=demo/data --path-map /model=demo/model --partition job
+
 On a Ray cluster (pip install 'fedmist[ray]' on every node; data paths must exist on every node):
   fedmist simulate ... --ray-address HEAD_IP:6379
 """
@@ -57,6 +61,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     resolved = job.resolved
     if resolved.params_for(resolved.aggregator).aggregation_algorithm == "mistnet":
         raise UsageError("fedmist simulate runs FedAvg-family jobs; this job's aggregation_algorithm is mistnet")
+    if args.partition == "job":
+        if args.clients is not None and args.clients != len(resolved.trainers):
+            raise UsageError(f"--partition job makes one client per trainer ({len(resolved.trainers)} in this job); "
+                             f"drop --clients {args.clients}")
+        args.clients = len(resolved.trainers)
+    elif args.clients is None:
+        raise UsageError(f"--partition {args.partition} needs --clients N")
     if args.clients < 1 or (args.workers is not None and args.workers < 1):
         raise UsageError("--clients and --workers must be >= 1")
     workdir = Path(args.workdir or Path("runs") / f"{resolved.name}-simulation")
@@ -85,13 +96,17 @@ def add_commands(sub: Subparsers) -> None:
                     epilog=EPILOG)
     p.formatter_class = _Formatter
     add_job_args(p)
-    p.add_argument("--clients", type=int, required=True, help="number of virtual clients")
-    p.add_argument("--partition", choices=["iid", "dirichlet", "shards"], default="iid",
-                   help="iid; dirichlet: label mix per client from Dirichlet(--alpha); shards: by-label shards")
+    p.add_argument("--clients", type=int, default=None,
+                   help="number of virtual clients (required, except with --partition job)")
+    p.add_argument("--partition", choices=["iid", "dirichlet", "shards", "job"], default="iid",
+                   help="iid; dirichlet: label mix per client from Dirichlet(--alpha); shards: by-label shards; "
+                        "job: each of the job's trainers is one client, named as its worker, with its own env and "
+                        "exactly its dataset -- the real job's computation, without processes or sockets")
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (smaller: more skewed)")
     p.add_argument("--shards-per-client", type=int, default=2, help="label shards per client (--partition shards)")
     p.add_argument("--workers", type=int, default=None,
-                   help=f"pool processes (default: one per core, {os.cpu_count()} here; with Ray: the cluster's CPUs)")
+                   help=f"pool processes (default: one per core, {os.cpu_count()} here; with --partition job, one "
+                        "per trainer's share of the cores, as `fedmist run` gives it; with Ray: the cluster's CPUs)")
     p.add_argument("--ray-address", help="run the pool as Ray actors on this cluster (HOST:PORT of its head)")
     p.add_argument("--data", action="append", default=[], metavar="URL[:FORMAT]",
                    help="dataset to partition instead of the trainers' (repeatable; format idx by default)")

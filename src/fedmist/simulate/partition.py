@@ -13,6 +13,9 @@ The schemes, each exact and determined by ``seed`` (the usual ways papers simula
   (``fedmist.data.split``'s rule for edges, shared with ``fedmist data split --alpha``);
 - ``shards``: samples sorted by label, cut into ``N * shards_per_client`` contiguous shards, each client
   given ``shards_per_client`` of them at random (McMahan et al. 2017's pathological non-IID).
+
+And ``job`` (:func:`by_dataset`), no split at all: each of the job's trainers is one client holding its own
+dataset, so a simulation is the job it was given.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from fedmist.data.split import dirichlet_sizes_split
 
 SCHEMES = ("iid", "dirichlet", "shards")
+JOB_SCHEME = "job"  # not a split of one dataset: each of the job's trainers, with exactly its own dataset
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,15 @@ def partition(labels: np.ndarray, clients: int, scheme: str = "iid", *, alpha: f
     shards = np.array_split(by_label, clients * shards_per_client)
     order = rng.permutation(len(shards)).reshape(clients, shards_per_client)
     return Partition.from_parts([np.concatenate([shards[s] for s in row]) for row in order])
+
+
+def by_dataset(sizes: list[int]) -> Partition:
+    """Client ``i`` owns the ``i``-th of datasets laid back to back (``sizes[i]`` rows each), in their order:
+    ``--partition job``, where each client is one of the job's trainers holding exactly its dataset."""
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"every trainer needs a non-empty dataset, got sizes {list(sizes)}")
+    edges = np.cumsum([0, *sizes])
+    return Partition.from_parts([np.arange(edges[i], edges[i + 1]) for i in range(len(sizes))])
 
 
 def label_histograms(labels: np.ndarray, parts: Partition, classes: int) -> np.ndarray:

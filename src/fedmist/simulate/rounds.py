@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from fedmist.models.local_round import round_config
 from fedmist.models.local_train import as_tensors
 from fedmist.models.parts import build_job_model
 from fedmist.models.weights import load_weights
@@ -26,17 +27,18 @@ class SimulatedRounds:
     def __init__(self, job: Any, plan: Any, parts: Partition, pool: Any, status: Any,
                  say: Callable[[str], None]) -> None:
         from fedmist.data.loaders import load_test_dataset
-        from fedmist.simulate.engine import client_names
 
         params = plan.params
         self.job, self.plan, self.parts, self.pool, self.status, self.say = job, plan, parts, pool, status, say
         self.rounds = int(params.exit_round or 1)
-        self.names = client_names(parts.clients)
+        self.names = plan.names
         self.index = {name: i for i, name in enumerate(self.names)}
         self.strategy = build_strategy(params.aggregation_algorithm,
                                        {**params.extra, **params.model_dump(exclude={"extra"})})
         self.trainer = build_trainer(params.trainer, params.extra)
         self.sampler = ClientSampler(params.seed or 0)
+        if plan.eval_threads:  # the pool is forked already: this process now tests, as the aggregator does
+            torch.set_num_threads(plan.eval_threads)
         torch.manual_seed(params.seed or 0)
         self.model = build_job_model(plan.spec.model, num_classes=plan.spec.num_classes)
         if job.pretrained_model_url:
@@ -47,7 +49,8 @@ class SimulatedRounds:
         self.started = time.monotonic()
 
     def fit_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {**self.plan.local, **config}
+        """The round's FIT config, as the real aggregator sends it (each client then resolves its own)."""
+        return round_config(self.plan.params, config)
 
     def run(self) -> None:
         target = self.plan.params.target_accuracy
@@ -70,8 +73,7 @@ class SimulatedRounds:
         global_weights = decode_weights(self.global_bytes, check_finite=False)
         instructions = self.sampler.configure(self.strategy, number, global_weights, self.names)
         config = self.fit_config(dict(instructions.config))
-        seed = int(self.plan.params.seed or 0)
-        tasks = [({"type": "fit", "round": number, "client": name, "config": config, "seed": seed},
+        tasks = [({"type": "fit", "round": number, "rounds": self.rounds, "client": name, "config": config},
                   self.parts.of(self.index[name]).tobytes()) for name in instructions.workers]
         self.status.stage(self.pool, "training", number, self.rounds)
         self.strategy.begin_round(number, global_weights)

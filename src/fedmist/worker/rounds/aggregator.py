@@ -19,6 +19,7 @@ import torch
 
 from fedmist.atomic import write_json_atomic
 from fedmist.data.loaders import load_test_dataset
+from fedmist.models.local_round import round_config
 from fedmist.models.local_train import as_tensors, load_numpy_state, state_to_numpy
 from fedmist.models.parts import build_job_model
 from fedmist.models.weights import load_weights, save_weights, share_numpy_state
@@ -100,10 +101,8 @@ class RoundsJob:
             raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
 
     def fit_meta(self, config: dict[str, Any]) -> msg.FitMeta:
-        params = self.ctx.params
-        defaults = {"epochs": params.epochs, "batch_size": params.batch_size, "learning_rate": params.learning_rate}
-        extra = {k: v for k, v in defaults.items() if v is not None}
-        return msg.FitMeta(config={**extra, **config}, model=self.model_name,
+        params = self.ctx.params  # the round config's rule is models.local_round's, shared with fedmist simulate
+        return msg.FitMeta(config=round_config(params, config), model=self.model_name,
                            num_classes=params.num_classes,
                            rounds=self.rounds, trainer=params.trainer or "")
 

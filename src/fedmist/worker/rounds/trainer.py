@@ -11,22 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import zlib
 from typing import Any
 
 import torch
 
 from fedmist.data.loaders import load_dataset
+from fedmist.models import local_round
 from fedmist.models.local_train import (
     LocalConfig,
     LocalResult,
     as_tensors,
     load_numpy_state,
     state_to_numpy,
-    validation_split,
 )
 from fedmist.models.parts import build_job_model
-from fedmist.spec.params import LOCAL_TRAINING_DEFAULTS
 from fedmist.training import Trainer, build_trainer, check_metrics
 from fedmist.transport.base import Channel, TransportError
 from fedmist.transport.connect import connect_with_retry
@@ -58,7 +56,7 @@ class LocalData:
             raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url}: {str(exc).splitlines()[0]}") from None
         if len(images) == 0:
             raise ConfigurationError(f"dataset {ctx.dataset_name or ctx.dataset_url} is empty")
-        train_idx, val_idx = validation_split(len(images), ctx.params.validation_split, ctx.params.seed)
+        train_idx, val_idx = local_round.local_rows(len(images), ctx.params)
         if isinstance(images, torch.Tensor):  # a user loader's tensors (format: python)
             train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
         self.x, self.y = as_tensors(images[train_idx], labels[train_idx])
@@ -81,24 +79,12 @@ class RoundsTrainer:
         self.s3_up = self.s3_down = 0  # weights moved as S3 objects (not seen by the channel's counters)
 
     def local_config(self, meta: msg.FitMeta, number: int) -> LocalConfig:
-        """The trainer's own env wins (Sedna puts epochs/batch_size in the trainer template), then the round's
-        config from the aggregator, then the defaults of issue 3's benchmark (1 epoch, batch 32, lr 0.01)."""
-        params, config = self.ctx.params, meta.config
-
-        def pick(own: Any, key: str, default: Any, kind: type) -> Any:
-            value = own if own is not None else config.get(key, default)
-            try:
-                return kind(value)
-            except (TypeError, ValueError):
-                raise ProtocolError(f"round config {key}={value!r} is not a {kind.__name__}") from None
-
-        seed = params.seed * 1_000_003 + number * 7919 + zlib.crc32(self.ctx.worker.encode())
-        local = LOCAL_TRAINING_DEFAULTS
-        return LocalConfig(epochs=max(1, pick(params.epochs, "epochs", local["epochs"], int)),
-                           batch_size=max(1, pick(params.batch_size, "batch_size", local["batch_size"], int)),
-                           learning_rate=pick(params.learning_rate, "learning_rate", local["learning_rate"], float),
-                           mu=max(0.0, pick(None if "mu" in config else params.mu, "mu", 0.0, float)),
-                           seed=seed % (2**63), round=number, rounds=max(1, meta.rounds))
+        """The trainer's own env wins, then the round's config, then the defaults: ``models.local_round``'s rule,
+        which ``fedmist simulate`` shares; a garbled round config is the aggregator's protocol error."""
+        try:
+            return local_round.local_config(self.ctx.params, meta.config, self.ctx.worker, number, meta.rounds)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
 
     def _build(self, meta: msg.FitMeta) -> tuple[torch.nn.Module, Trainer]:
         """The model the aggregator named and this worker's trainer (its own env ``trainer`` wins over the
