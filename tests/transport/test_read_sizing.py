@@ -13,6 +13,8 @@ import pytest
 from fedmist.transport import ws
 from fedmist.transport.base import DeadlineExceeded, recv_each_idle
 from fedmist.transport.read_sizing import CappedReads, ReadSizing
+from fedmist.transport.security import Security
+from fedmist.transport.tls import make_job_pki
 from fedmist.wire.envelope import Envelope
 
 FRAME = Envelope(type="w", job="j", worker="c", kind="raw")
@@ -20,11 +22,12 @@ SIZES = [10, 64 * 1024, 1024 * 1024 + 7, 3, 64 * 1024]  # the 1 MiB frame is far
 SIZING = ReadSizing.for_frames(64 * 1024)
 
 
-def _serve_and(handler, client):
+def _serve_and(handler, client, security: Security | None = None):
     async def main():
-        server = await ws.serve(handler, "127.0.0.1", 0, reads=SIZING)
+        server = await ws.serve(handler, "127.0.0.1", 0, security=security, reads=SIZING)
+        scheme = security.scheme if security else "ws"
         try:
-            return await asyncio.wait_for(client(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"), 30)
+            return await asyncio.wait_for(client(f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}"), 30)
         finally:
             server.close()
             await server.wait_closed()
@@ -53,8 +56,12 @@ def test_reads_are_capped_and_everything_else_is_forwarded():
     assert calls == [5]
 
 
-@pytest.mark.parametrize("in_place", [False, True])
-def test_frames_smaller_and_larger_than_the_read_buffer_arrive_exact(in_place):
+@pytest.mark.parametrize(("in_place", "tls"), [(False, False), (True, False), (True, True)])
+def test_frames_smaller_and_larger_than_the_read_buffer_arrive_exact(in_place, tls, tmp_path):
+    """Over ws and over wss (where the TLS layer, not the socket, fills the capped buffer)."""
+    pki = make_job_pki(tmp_path, "j", ["127.0.0.1"]) if tls else None
+    server = Security.from_files("", cert=str(pki.cert), key=str(pki.key)) if pki else None
+    client_side = Security.from_files("", ca=str(pki.ca)) if pki else None
     bodies = [os.urandom(n) for n in SIZES]
     got: list[bytes] = []
 
@@ -70,13 +77,13 @@ def test_frames_smaller_and_larger_than_the_read_buffer_arrive_exact(in_place):
         await channel.send(FRAME)
 
     async def client(url: str) -> None:
-        channel = await ws.connect(url)
+        channel = await ws.connect(url, security=client_side)
         for body in bodies:
             await channel.send(replace(FRAME, size=len(body)), body)
         await channel.recv(10)
         await channel.close()
 
-    _serve_and(handler, client)
+    _serve_and(handler, client, server)
     assert got == bodies
 
 
