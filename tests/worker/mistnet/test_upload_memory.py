@@ -23,13 +23,12 @@ from fedmist.transport.security import Security
 from fedmist.wire import messages as msg
 from fedmist.wire.arrays import encode_arrays
 from fedmist.wire.envelope import Envelope
-from fedmist.worker.mistnet.trainer import FRAME_BYTES
 from fedmist.worker.mistnet.upload_server import UploadPlan, UploadServer
 
 TOKEN = "memory-token"
 FEATURE_BYTES = 148  # a LeNet-5 cut's packed bits are about this size
 RECORD = FEATURE_BYTES + 1
-PER_FRAME = FRAME_BYTES // RECORD  # what a real edge puts in one frame
+PER_FRAME = msg.RECORDS_FRAME_BYTES // RECORD  # what a real edge puts in one frame
 FRAMES = 6  # each edge's upload: 6 full frames (~380 KiB)
 #: Generous bound on what one more concurrent edge may add to the server's traced peak: the read buffer
 #: (~94 KiB) and the session's objects come to about 110 KiB; before the fix it was over 2 MiB.

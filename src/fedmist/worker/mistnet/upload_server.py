@@ -29,7 +29,6 @@ from fedmist.worker.errors import JobFailure
 from fedmist.worker.mistnet.edge_epsilon import check_edge_epsilon
 from fedmist.worker.mistnet.feature_store import StoreManifest, WorkerStore, read_manifest
 from fedmist.worker.mistnet.record_check import RecordCheck, RecordsRefused
-from fedmist.worker.mistnet.trainer import FRAME_BYTES
 from fedmist.worker.safe_path import safe_child
 
 log = logging.getLogger("fedmist.aggregator")
@@ -131,10 +130,10 @@ class UploadServer:
 
     async def listen(self, host: str, port: int, security: Security | None = None) -> ws.Server:
         """Serve edges on ``host:port``. Each connection's read memory is sized for the records frames edges send
-        (at most ``FRAME_BYTES`` of records), so 100 edges uploading at once cost about 100 KiB each, not the
+        (at most ``RECORDS_FRAME_BYTES`` of records), so 100 edges uploading at once cost about 100 KiB each, not the
         2 MiB a connection reads at once by default (``transport.read_sizing``; BENCHMARKS.md, population)."""
         return await ws.serve(self.handle, host, port, channel_limits(), security,
-                              reads=ReadSizing.for_frames(FRAME_BYTES))
+                              reads=ReadSizing.for_frames(msg.RECORDS_FRAME_BYTES))
 
     async def wait(self, timeout: float, min_complete: int) -> list[str]:
         """Wait until every participant uploaded, or ``timeout`` passed; return the complete edges.
