@@ -79,3 +79,25 @@ class Channel(abc.ABC):
 
 class AuthenticationError(TransportError):
     """The peer could not be authenticated (certificate, token): retrying will not help."""
+
+
+async def recv_each_idle(channel: Channel, consume: FrameConsumer, idle_timeout: float) -> None:
+    """Like :meth:`Channel.recv_each`, but the deadline is per frame: :class:`DeadlineExceeded` once
+    ``idle_timeout`` seconds pass without one. Why: a MistNet edge's upload interleaves its own extraction, so
+    no total bound fits it, while a silent peer must still be noticed; and ``recv_each`` (not a loop over
+    ``recv``) lets the ws channel hand each body over from its read buffer, so 100 uploading edges do not also
+    hold a queue of copied frames each."""
+    last = time.monotonic()
+
+    def counted(envelope: Envelope, body: memoryview) -> bool:
+        nonlocal last
+        last = time.monotonic()
+        return consume(envelope, body)
+
+    while True:
+        try:
+            await channel.recv_each(counted, max(0.0, last + idle_timeout - time.monotonic()))
+            return
+        except DeadlineExceeded:
+            if time.monotonic() - last >= idle_timeout:
+                raise DeadlineExceeded(f"{channel.peer}: no message within {idle_timeout:g} s") from None

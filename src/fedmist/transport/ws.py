@@ -25,6 +25,7 @@ from fedmist.transport.base import (
     FrameConsumer,
     TransportError,
 )
+from fedmist.transport.read_sizing import CappedReads, ReadSizing
 from fedmist.transport.security import Security
 from fedmist.transport.ws_bridge import TEXT, FrameListener, TlsFirst
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError, decode, encode
@@ -219,11 +220,12 @@ class Server:
 
 
 async def serve(handler: Handler, host: str, port: int, limits: Limits | None = None,
-                security: Security | None = None) -> Server:
+                security: Security | None = None, reads: ReadSizing | None = None) -> Server:
     """Start a websocket (or, with a server TLS context, wss) server calling ``handler(channel)`` per connection.
 
     When the handler returns the connection is closed (1000); when it raises, the error is logged and the
-    connection closed with 1011."""
+    connection closed with 1011. ``reads`` bounds each connection's read memory for peers of small frames
+    (``transport.read_sizing``); without it a connection reads up to ``_READ_BUFFER`` at once."""
     limits = limits or Limits()
     security = security or Security()
     loop = asyncio.get_running_loop()
@@ -249,12 +251,14 @@ async def serve(handler: Handler, host: str, port: int, limits: Limits | None = 
         wrapper.tasks.add(task)
         task.add_done_callback(wrapper.tasks.discard)
 
-    def _ws_protocol() -> WSProtocol:
-        return WSProtocol(None, None, False, lambda _request: FrameListener(_MAX_QUEUE, _on_connected),
-                          _picows_logger(), True, 10.0,
-                          _PING["enable_auto_ping"], _PING["auto_ping_idle_timeout"],
-                          _PING["auto_ping_reply_timeout"], WSAutoPingStrategy.PING_WHEN_IDLE, _PING["enable_auto_pong"],
-                          limits.max_frame_bytes, None, _READ_BUFFER)
+    def _ws_protocol() -> asyncio.BufferedProtocol:
+        protocol = WSProtocol(None, None, False, lambda _request: FrameListener(_MAX_QUEUE, _on_connected),
+                              _picows_logger(), True, 10.0,
+                              _PING["enable_auto_ping"], _PING["auto_ping_idle_timeout"],
+                              _PING["auto_ping_reply_timeout"], WSAutoPingStrategy.PING_WHEN_IDLE,
+                              _PING["enable_auto_pong"], limits.max_frame_bytes, None,
+                              reads.initial if reads else _READ_BUFFER)
+        return CappedReads(protocol, reads.per_read) if reads else protocol
 
     server_ssl = security.server_ssl
     factory: Callable[[], asyncio.BaseProtocol] = (

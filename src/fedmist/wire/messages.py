@@ -25,6 +25,10 @@ FIT = "fit"              # aggregator -> trainer (FedAvg family): global weights
 FIT_RESULT = "fit_result"  # trainer -> aggregator: updated weights + sample count + metrics
 STOP = "stop"            # aggregator -> trainer: the job is over
 
+#: Most bytes of records an edge puts in one RECORDS frame (whole records; one record alone when it is larger):
+#: a lost connection costs at most one frame, and the aggregator sizes each connection's read memory for it.
+RECORDS_FRAME_BYTES = 64 * 1024
+
 
 class _Meta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -22,10 +22,8 @@ from fedmist.models.parts import build_job_model, split_parts
 from fedmist.models.weights import load_weights, save_weights
 from fedmist.privacy.accounting import job_privacy_report
 from fedmist.spec.params import MISTNET_NEEDS_EPSILON
-from fedmist.transport import ws
 from fedmist.wire import messages as msg
 from fedmist.wire.arrays import encode_arrays
-from fedmist.wire.envelope import Limits
 from fedmist.worker.checkpoint import CheckpointStore, job_spec_fields, spec_hash
 from fedmist.worker.context import WorkerContext
 from fedmist.worker.errors import ConfigurationError, JobFailure
@@ -168,7 +166,7 @@ def run_mistnet_aggregator(ctx: WorkerContext) -> dict[str, Any]:
 
 async def _collect(server: UploadServer, ctx: WorkerContext, timeout: float, min_complete: int) -> list[str]:
     security = ctx.security()
-    ws_server = await ws.serve(server.handle, ctx.bind_host, ctx.agg_bind_port, Limits(), security)
+    ws_server = await server.listen(ctx.bind_host, ctx.agg_bind_port, security)
     log.info("aggregator listening on %s://%s:%d for %d edges", security.scheme, ctx.bind_host, ctx.agg_bind_port,
              ctx.participants)
     try:

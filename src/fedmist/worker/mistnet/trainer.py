@@ -38,7 +38,7 @@ log = logging.getLogger("fedmist.trainer")
 
 REPLY_TIMEOUT_S = 120.0
 MAX_FRUITLESS_SESSIONS = 5  # reconnects in a row that did not move the resume offset before giving up
-FRAME_BYTES = 64 * 1024  # records per RECORDS frame are capped so a lost connection costs at most ~64 KiB
+FRAME_BYTES = msg.RECORDS_FRAME_BYTES  # records per RECORDS frame are capped so a lost connection costs at most ~64 KiB
 
 
 @dataclass(frozen=True)

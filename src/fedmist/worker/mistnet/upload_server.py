@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedmist.transport.base import Channel, TransportError
+from fedmist.transport import ws
+from fedmist.transport.base import Channel, TransportError, recv_each_idle
 from fedmist.transport.gate import ConnectionGate
+from fedmist.transport.read_sizing import ReadSizing
+from fedmist.transport.security import Security
 from fedmist.wire import messages as msg
 from fedmist.wire.envelope import Envelope, Limits, ProtocolError
 from fedmist.worker.admission import receive_hello, refuse_if_live, refused_at_gate, reply_error
@@ -124,6 +127,13 @@ class UploadServer:
     def refused(self) -> dict[str, str]:
         """Edges refused for their records, with the reason (they count as done: nobody waits for them)."""
         return {name: edge.refused for name, edge in sorted(self.edges.items()) if edge.refused}
+
+    async def listen(self, host: str, port: int, security: Security | None = None) -> ws.Server:
+        """Serve edges on ``host:port``. Each connection's read memory is sized for the records frames edges send
+        (at most ``RECORDS_FRAME_BYTES`` of records), so 100 edges uploading at once cost about 100 KiB each, not the
+        2 MiB a connection reads at once by default (``transport.read_sizing``; BENCHMARKS.md, population)."""
+        return await ws.serve(self.handle, host, port, channel_limits(), security,
+                              reads=ReadSizing.for_frames(msg.RECORDS_FRAME_BYTES))
 
     async def wait(self, timeout: float, min_complete: int) -> list[str]:
         """Wait until every participant uploaded, or ``timeout`` passed; return the complete edges.
@@ -233,36 +243,43 @@ class UploadServer:
         received_before, up_before = channel.bytes_received, edge.bytes_up  # bytes_up counts every session
         if resume:
             log.info("worker %s resumes its upload at record %d of %d", name, resume, hello.num_samples)
+        last: list[Envelope] = []
+
+        def take(envelope: Envelope, body: memoryview) -> bool:
+            """One frame, inside the transport's read callback: records go from its read buffer straight to
+            the store (no per-connection queue of copies); anything else ends the records stream."""
+            nonlocal store
+            edge.bytes_up = up_before + channel.bytes_received - received_before
+            if envelope.type != msg.RECORDS:
+                last.append(envelope)
+                return True
+            store = self._write_chunk(store, name, envelope, body, hello.num_samples)
+            edge.phase, edge.received = "Uploading", store.manifest.received
+            edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
+            self.on_change()
+            return False
+
         try:
-            while True:
-                envelope, body = await channel.recv(self.plan.idle_timeout)
-                edge.bytes_up = up_before + channel.bytes_received - received_before
-                if envelope.type == msg.RECORDS:
-                    store = self._write_chunk(store, name, envelope, body, hello.num_samples)
-                    edge.phase, edge.received = "Uploading", store.manifest.received
-                    edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
-                    self.on_change()
-                    continue
-                done = msg.parse_meta(envelope, msg.RECORDS_DONE)
-                if done.num_samples != hello.num_samples:
-                    raise ProtocolError(f"done with {done.num_samples} samples, hello said {hello.num_samples}")
-                if done.object_key:
-                    edge.phase = "Downloading"
-                    self.on_change()
-                    store = await self._fetch_object(name, done, hello.num_samples)
-                    edge.bytes_up += store.manifest.num_samples * store.manifest.record_bytes
-                elif store is None:
-                    store = self._open_store(name, hello.num_samples)
-                self.check.pin(tuple(store.manifest.feature_shape))
-                store.finish(done.sha256)
-                edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
-                edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
-                edge.bytes_down += await channel.send(
-                    self._envelope(msg.ACK, {"received": done.num_samples, "complete": True})
-                )
-                log.info("worker %s uploaded %d samples (%d bytes)", name, done.num_samples, edge.bytes_up)
-                self._mark_done()
-                return
+            await recv_each_idle(channel, take, self.plan.idle_timeout)
+            done = msg.parse_meta(last[0], msg.RECORDS_DONE)
+            if done.num_samples != hello.num_samples:
+                raise ProtocolError(f"done with {done.num_samples} samples, hello said {hello.num_samples}")
+            if done.object_key:
+                edge.phase = "Downloading"
+                self.on_change()
+                store = await self._fetch_object(name, done, hello.num_samples)
+                edge.bytes_up += store.manifest.num_samples * store.manifest.record_bytes
+            elif store is None:
+                store = self._open_store(name, hello.num_samples)
+            self.check.pin(tuple(store.manifest.feature_shape))
+            store.finish(done.sha256)
+            edge.epsilon, edge.label_epsilon = store.manifest.epsilon, store.manifest.label_epsilon
+            edge.phase, edge.compute_s, edge.received = "Uploaded", done.compute_s, done.num_samples
+            edge.bytes_down += await channel.send(
+                self._envelope(msg.ACK, {"received": done.num_samples, "complete": True})
+            )
+            log.info("worker %s uploaded %d samples (%d bytes)", name, done.num_samples, edge.bytes_up)
+            self._mark_done()
         finally:
             if store is not None:
                 store.checkpoint()
