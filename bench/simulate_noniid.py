@@ -33,10 +33,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--alphas", default="0.1,1.0")
     parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=32, help="local batch size")
     parser.add_argument("--strategies", default=",".join(STRATEGY_ENV))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="noniid-"))
-    job = job_yaml(argparse.Namespace(algorithm="fedavg", fraction=0.1, target=None, lr=0.05), work, args.rounds)
+    job = job_yaml(argparse.Namespace(algorithm="fedavg", fraction=0.1, target=None, lr=0.05,
+                                       batch=args.batch), work, args.rounds)
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min), {os.cpu_count()} cores; work {work}", flush=True)
     table: dict[tuple[str, str], float] = {}
     for alpha in args.alphas.split(","):
