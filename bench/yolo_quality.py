@@ -52,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--fedavg-lr", type=float,
                     help="the FedAvg edges' peak lr (default: --lr); the run is named with it when it differs")
+    ap.add_argument("--fedavg-batch", type=int,
+                    help="the FedAvg edges' batch (default: --batch); e.g. batch / 2 makes 2 edges take as many "
+                         "optimizer steps per epoch as centralized training at --batch; named with it")
     ap.add_argument("--cuts", default="4", help="MistNet cut layers; eps inf runs at each, the others at the first")
     ap.add_argument("--epsilons", default="inf,100,2")
     ap.add_argument("--runs", default="central,fedavg-iid,fedavg-noniid,mistnet",
@@ -148,9 +151,9 @@ def central(args: argparse.Namespace, sets: dict[str, Path], pretrained: Path) -
 
 
 def job_yaml(args: argparse.Namespace, work: Path, name: str, edges: tuple[Path, Path], pretrained: Path,
-             algorithm: str, extra: dict[str, str], lr: float | None = None) -> Path:
+             algorithm: str, extra: dict[str, str], lr: float | None = None, batch: int | None = None) -> Path:
     agg = {"aggregation_algorithm": algorithm, "model": args.model, "imgsz": str(args.imgsz),
-           "batch_size": str(args.batch), "learning_rate": str(lr or args.lr), "min_clients": "2",
+           "batch_size": str(batch or args.batch), "learning_rate": str(lr or args.lr), "min_clients": "2",
            "TEST_DATASET_URL": str(work / "pool"), "round_timeout": "3600", **extra}
     edge_env = {"aggregation_algorithm": algorithm, **({"epsilon": extra["epsilon"]} if "epsilon" in extra else {})}
 
@@ -255,11 +258,12 @@ def main() -> None:
     if "central" in runs and wanted("centralized"):
         record("centralized", central(args, sets, pretrained))
     rounds = {"exit_round": str(args.epochs), "epochs": "1"}
-    lr = args.fedavg_lr or args.lr
+    lr, batch = args.fedavg_lr or args.lr, args.fedavg_batch or args.batch
     for split in ("iid", "noniid"):
-        name = f"fedavg-{split}" + (f"-lr{lr:g}" if lr != args.lr else "")
+        name = f"fedavg-{split}" + (f"-lr{lr:g}" if lr != args.lr else "") + (f"-b{batch}" if batch != args.batch else "")
         if f"fedavg-{split}" in runs and wanted(name):
-            job = job_yaml(args, work, name, (sets[f"{split}1"], sets[f"{split}2"]), pretrained, "fedavg", rounds, lr)
+            job = job_yaml(args, work, name, (sets[f"{split}1"], sets[f"{split}2"]), pretrained, "fedavg", rounds, lr,
+                           batch)
             record(name, run_job(work, name, job))
     if "mistnet" in runs:
         cuts = [int(c) for c in args.cuts.split(",")]
