@@ -74,3 +74,7 @@ def test_simulate_bad_settings_are_one_line_errors(fedavg_data, tmp_path):
     result = _simulate(tmp_path, data, "--clients", "10", "--set", "fraction_fit=2")
     assert result.returncode == 2 and "fraction_fit: must be a number in (0, 1] (got '2')" in result.stderr
     assert "Traceback" not in result.stderr
+    result = _simulate(tmp_path, data, "--clients", "10", "--set", f"TEST_DATASET_URL={tmp_path / 'nope'}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == \
+        f"error: TEST_DATASET_URL: {tmp_path / 'nope'}: expected exactly one images file with this prefix, found none"
+    assert "pool:" not in result.stderr  # refused before any worker process started

@@ -36,6 +36,13 @@ def load_dataset(url: str, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     return loaders[fmt](url)
 
 
+def test_dataset_error(url: str, exc: BaseException) -> str:
+    """The one-line error for an unreadable ``TEST_DATASET_URL``: the setting, then the reader's first line
+    (which often names the path already, so the url is added only when it does not)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"TEST_DATASET_URL: {first}" if url in first else f"TEST_DATASET_URL {url}: {first}"
+
+
 def load_test_dataset(url: str) -> tuple[object, np.ndarray]:
     """The data at ``TEST_DATASET_URL``, which has no Dataset manifest to give its format: an import path
     ``package.module:loader[?...]`` is the user's loader (split ``"test"`` unless the url says otherwise),

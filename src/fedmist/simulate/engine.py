@@ -103,6 +103,19 @@ def client_names(count: int) -> list[str]:
     return [f"client{i:0{width}d}" for i in range(count)]
 
 
+def load_test_set(url: str | None) -> tuple[Any, np.ndarray] | None:
+    """The raw ``TEST_DATASET_URL`` data (None when unset), read before the pool forks, so a bad url fails in
+    one line naming the setting, as the real aggregator's does, before any worker starts."""
+    if not url:
+        return None
+    from fedmist.data.loaders import load_test_dataset, test_dataset_error
+
+    try:
+        return load_test_dataset(url)
+    except (OSError, ValueError) as exc:
+        raise ValueError(test_dataset_error(url, exc)) from None
+
+
 def run_simulation(job: ResolvedJob, options: SimulationOptions,
                    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict[str, Any]:
     """Run the job's rounds over ``options.clients`` virtual clients; return the final status document."""
@@ -115,13 +128,14 @@ def run_simulation(job: ResolvedJob, options: SimulationOptions,
                           shards_per_client=options.shards_per_client, seed=plan.params.seed or 0)
     say(f"{parts.clients} clients, partition {options.scheme}, {len(data[1])} samples "
         f"({int(parts.sizes().min())}..{int(parts.sizes().max())} per client)")
+    test = load_test_set(plan.params.test_dataset_url)
     status = SimulationStatus(job, options, plan.params)
     pool = open_pool(plan, options, data)  # forked before this process runs any torch operation
     say(f"pool: {len(pool.workers)} {pool.engine} workers")
     try:
         from fedmist.simulate.rounds import SimulatedRounds
 
-        rounds = SimulatedRounds(job, plan, parts, pool, status, say)
+        rounds = SimulatedRounds(job, plan, parts, pool, status, say, test)
         rounds.run()
         status.finish(pool, "Succeeded", "SimulationSucceeded", f"{len(rounds.history)} rounds")
     except BaseException as exc:

@@ -25,9 +25,8 @@ from fedmist.wire.arrays import decode_weights, encode_weights
 
 class SimulatedRounds:
     def __init__(self, job: Any, plan: Any, parts: Partition, pool: Any, status: Any,
-                 say: Callable[[str], None]) -> None:
-        from fedmist.data.loaders import load_test_dataset
-
+                 say: Callable[[str], None], test: tuple[Any, Any] | None = None) -> None:
+        """``test``: the raw TEST_DATASET_URL data (``engine.load_test_set``), None for no global test."""
         params = plan.params
         self.job, self.plan, self.parts, self.pool, self.status, self.say = job, plan, parts, pool, status, say
         self.rounds = int(params.exit_round or 1)
@@ -44,7 +43,7 @@ class SimulatedRounds:
         if job.pretrained_model_url:
             self.model.load_state_dict(load_weights(job.pretrained_model_url))
         self.global_bytes = encode_weights({k: v.detach().numpy() for k, v in self.model.state_dict().items()})
-        self.test = as_tensors(*load_test_dataset(params.test_dataset_url)) if params.test_dataset_url else None
+        self.test = as_tensors(*test) if test is not None else None
         self.history: list[dict[str, Any]] = []
         self.started = time.monotonic()
 

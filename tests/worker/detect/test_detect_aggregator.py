@@ -51,7 +51,7 @@ def test_a_missing_validation_set_is_none_and_a_bad_one_a_configuration_error(tm
     assert agg._validation_set(None, 64, 3) is None and agg._validation_set("", 64, 3) is None
     with pytest.raises(ConfigurationError) as info:
         agg._validation_set(str(tmp_path / "none"), 64, 3)
-    assert str(info.value) == f"TEST_DATASET_URL {tmp_path / 'none'}: dataset folder not found: {tmp_path / 'none'}"
+    assert str(info.value) == f"TEST_DATASET_URL: dataset folder not found: {tmp_path / 'none'}"
 
 
 def test_saving_needs_a_model_url(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_the_test_set_is_optional_and_a_bad_one_is_a_configuration_error(tmp_pat
     with pytest.raises(ConfigurationError) as info:
         agg._load_test_set(str(tmp_path / "none"))
     none = tmp_path / "none"
-    assert str(info.value) == f"TEST_DATASET_URL {none}: {none}: expected exactly one images file with this prefix, found none"
+    assert str(info.value) == f"TEST_DATASET_URL: {none}: expected exactly one images file with this prefix, found none"
 
 
 def test_the_expected_feature_shape_is_the_edge_output_on_test_shaped_inputs() -> None:

@@ -187,11 +187,12 @@ def _validation_set(url: str | None, imgsz: int, nc: int):
     if not url:
         return None
     from fedmist.data.coco import VAL_SPLITS, DetectionDataset
+    from fedmist.data.loaders import test_dataset_error
 
     try:
         data = DetectionDataset.open(url, imgsz, prefer=VAL_SPLITS, nc=nc)
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+        raise ConfigurationError(test_dataset_error(url, exc)) from None
     return data, [data.load(i)[1] for i in range(len(data))]
 
 

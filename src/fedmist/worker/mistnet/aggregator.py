@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fedmist.atomic import write_json_atomic
-from fedmist.data.loaders import load_test_dataset
+from fedmist.data.loaders import load_test_dataset, test_dataset_error
 from fedmist.models.cloud_train import CloudTrainState, evaluate_cloud, train_cloud
 from fedmist.models.extract import channel_features
 from fedmist.models.parts import build_job_model, split_parts
@@ -260,7 +260,7 @@ def _load_test_set(url: str | None) -> tuple[Any, np.ndarray] | None:
     try:
         return load_test_dataset(url)
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+        raise ConfigurationError(test_dataset_error(url, exc)) from None
 
 
 def _save_model(ctx: WorkerContext, state: dict[str, torch.Tensor], cut: int, epsilon: float, debias: bool,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from fedmist.atomic import write_json_atomic
-from fedmist.data.loaders import load_test_dataset
+from fedmist.data.loaders import load_test_dataset, test_dataset_error
 from fedmist.models.local_round import round_config
 from fedmist.models.local_train import as_tensors, load_numpy_state, state_to_numpy
 from fedmist.models.parts import build_job_model
@@ -98,7 +98,7 @@ class RoundsJob:
         try:
             return as_tensors(*load_test_dataset(url))
         except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+            raise ConfigurationError(test_dataset_error(url, exc)) from None
 
     def fit_meta(self, config: dict[str, Any]) -> msg.FitMeta:
         params = self.ctx.params  # the round config's rule is models.local_round's, shared with fedmist simulate

@@ -107,11 +107,12 @@ class DetectRoundsJob(RoundsJob):
             log.warning("TEST_DATASET_URL not set: rounds run without mAP")
             return None
         from fedmist.data.coco import VAL_SPLITS, DetectionDataset
+        from fedmist.data.loaders import test_dataset_error
 
         try:
             return DetectionDataset.open(url, self.imgsz, prefer=VAL_SPLITS, nc=self.nc)
         except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"TEST_DATASET_URL {url}: {str(exc).splitlines()[0]}") from None
+            raise ConfigurationError(test_dataset_error(url, exc)) from None
 
     def fit_meta(self, config: dict[str, Any]) -> msg.FitMeta:
         params = self.ctx.params
