@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from fedmist.launch.local import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,12 +38,6 @@ def fedmist(*args: str) -> None:
     done = subprocess.run([sys.executable, "-m", "fedmist", *args], capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         sys.exit(done.stderr[-2000:])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RssWatch(threading.Thread):

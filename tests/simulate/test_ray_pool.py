@@ -18,15 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fedmist.launch.local import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
@@ -44,7 +40,7 @@ def _cluster_nodes(address: str) -> int:
 
 @pytest.fixture()
 def ray_cluster():
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     temp = tempfile.mkdtemp(prefix="fr", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
@@ -55,13 +51,13 @@ def ray_cluster():
         together sometimes picked the same one ("bind: Address already in use", seen in CI)."""
         ports = [flag for name in ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
                                    "--node-manager-port", "--object-manager-port", "--metrics-export-port",
-                                   "--runtime-env-agent-port") for flag in (name, str(_free_port()))]
+                                   "--runtime-env-agent-port") for flag in (name, str(free_port()))]
         first = 20000 + 200 * node  # worker processes: a range of their own per node
         return ["--block", "--disable-usage-stats", *ports, "--min-worker-port", str(first),
                 "--max-worker-port", str(first + 199)]
 
     procs = [subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--num-cpus", "0",
-                               "--ray-client-server-port", str(_free_port()), "--temp-dir", temp,
+                               "--ray-client-server-port", str(free_port()), "--temp-dir", temp,
                                "--include-dashboard=false", *common(0)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:

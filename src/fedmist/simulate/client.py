@@ -71,11 +71,6 @@ def load_sized(datasets: list[tuple[str, str]]) -> tuple[tuple[Any, np.ndarray],
     return (joined, np.concatenate([np.asarray(p[1]) for p in parts])), sizes
 
 
-def load_data(datasets: list[tuple[str, str]]) -> tuple[Any, np.ndarray]:
-    """The datasets' samples and labels, back to back."""
-    return load_sized(datasets)[0]
-
-
 class ClientRunner:
     """Trains virtual clients one after another with one model and one copy of the data."""
 
@@ -86,7 +81,7 @@ class ClientRunner:
 
         torch.set_num_threads(max(1, spec.threads))
         self.spec = spec
-        self.images, self.labels = data if data is not None else load_data(spec.datasets)
+        self.images, self.labels = data if data is not None else load_sized(spec.datasets)[0]
         self.model = build_job_model(spec.model, num_classes=spec.num_classes)
         self.clients: dict[str, tuple[JobParams, Any]] = {}  # "" for every virtual client, else a trainer's name
         self.client("")  # a bad trainer fails the pool's start, not its first round
