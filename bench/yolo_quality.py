@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -55,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--fedavg-batch", type=int,
                     help="the FedAvg edges' batch (default: --batch); e.g. batch / 2 makes 2 edges take as many "
                          "optimizer steps per epoch as centralized training at --batch; named with it")
+    ap.add_argument("--seeds", default="0",
+                    help="comma list of seeds: each run is repeated per seed (shuffling, augmentation, noise); runs "
+                         "of a seed other than 0 are named with -s<seed>, and the table adds mean and spread per run")
     ap.add_argument("--cuts", default="4", help="MistNet cut layers; eps inf runs at each, the others at the first")
     ap.add_argument("--epsilons", default="inf,100,2")
     ap.add_argument("--runs", default="central,fedavg-iid,fedavg-noniid,mistnet",
@@ -126,7 +131,7 @@ def pretrain(args: argparse.Namespace, sets: dict[str, Path], work: Path) -> Pat
     return out
 
 
-def central(args: argparse.Namespace, sets: dict[str, Path], pretrained: Path) -> dict[str, Any]:
+def central(args: argparse.Namespace, sets: dict[str, Path], pretrained: Path, seed: int) -> dict[str, Any]:
     """The pool in one process with the loop FedAvg edges run (same epochs, batch, learning rate, schedule)."""
     import torch
 
@@ -144,18 +149,20 @@ def central(args: argparse.Namespace, sets: dict[str, Path], pretrained: Path) -
     before = evaluate_on_images(weights.model, val, weights.nc)
     started = time.monotonic()
     train_on_images(weights.model, train, ImageTraining(epochs=args.epochs, batch_size=args.batch,
-                                                        learning_rate=args.lr, seed=0))
+                                                        learning_rate=args.lr, seed=seed))
     seconds = time.monotonic() - started
     return {**evaluate_on_images(weights.model, val, weights.nc), "train_s": round(seconds, 1),
             "pretrained_mAP50": before["mAP50"], "pretrained_mAP50-95": before["mAP50-95"]}
 
 
 def job_yaml(args: argparse.Namespace, work: Path, name: str, edges: tuple[Path, Path], pretrained: Path,
-             algorithm: str, extra: dict[str, str], lr: float | None = None, batch: int | None = None) -> Path:
+             algorithm: str, extra: dict[str, str], seed: int, lr: float | None = None,
+             batch: int | None = None) -> Path:
     agg = {"aggregation_algorithm": algorithm, "model": args.model, "imgsz": str(args.imgsz),
            "batch_size": str(batch or args.batch), "learning_rate": str(lr or args.lr), "min_clients": "2",
-           "TEST_DATASET_URL": str(work / "pool"), "round_timeout": "3600", **extra}
-    edge_env = {"aggregation_algorithm": algorithm, **({"epsilon": extra["epsilon"]} if "epsilon" in extra else {})}
+           "TEST_DATASET_URL": str(work / "pool"), "round_timeout": "3600", "seed": str(seed), **extra}
+    edge_env = {"aggregation_algorithm": algorithm, "seed": str(seed),
+                **({"epsilon": extra["epsilon"]} if "epsilon" in extra else {})}
 
     def container(env: dict[str, str]) -> dict:
         return {"image": "fedmist", "name": "w", "env": [{"name": k, "value": v} for k, v in env.items()]}
@@ -255,36 +262,60 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=1))
         print(name, {k: v for k, v in value.items() if k != "history"}, flush=True)
 
-    if "central" in runs and wanted("centralized"):
-        record("centralized", central(args, sets, pretrained))
+    for seed in [int(x) for x in args.seeds.split(",")]:
+        run_all(args, work, sets, pretrained, runs, seed, wanted, record)
+    for other in sorted(work.glob("results*.json")):
+        results = {**json.loads(other.read_text()), **results}
+    print_tables(results)
+
+
+def run_all(args: argparse.Namespace, work: Path, sets: dict[str, Path], pretrained: Path, runs: set[str], seed: int,
+            wanted: Any, record: Any) -> None:
+    """Every chosen run at one seed (runs already recorded are skipped)."""
+    tag = f"-s{seed}" if seed else ""
+    if "central" in runs and wanted("centralized" + tag):
+        record("centralized" + tag, central(args, sets, pretrained, seed))
     rounds = {"exit_round": str(args.epochs), "epochs": "1"}
     lr, batch = args.fedavg_lr or args.lr, args.fedavg_batch or args.batch
     for split in ("iid", "noniid"):
-        name = f"fedavg-{split}" + (f"-lr{lr:g}" if lr != args.lr else "") + (f"-b{batch}" if batch != args.batch else "")
+        name = (f"fedavg-{split}" + (f"-lr{lr:g}" if lr != args.lr else "") +
+                (f"-b{batch}" if batch != args.batch else "") + tag)
         if f"fedavg-{split}" in runs and wanted(name):
-            job = job_yaml(args, work, name, (sets[f"{split}1"], sets[f"{split}2"]), pretrained, "fedavg", rounds, lr,
-                           batch)
+            job = job_yaml(args, work, name, (sets[f"{split}1"], sets[f"{split}2"]), pretrained, "fedavg", rounds,
+                           seed, lr, batch)
             record(name, run_job(work, name, job))
     if "mistnet" in runs:
         cuts = [int(c) for c in args.cuts.split(",")]
         epsilons = args.epsilons.split(",")
         plan = [(cuts[0], eps) for eps in epsilons] + [(cut, "inf") for cut in cuts[1:]]
         for cut, eps in plan:
-            name = f"mistnet-cut{cut}-eps{eps}"
+            name = f"mistnet-cut{cut}-eps{eps}" + tag
             if not wanted(name):
                 continue
             job = job_yaml(args, work, name, (sets["iid1"], sets["iid2"]), pretrained, "mistnet",
-                           {"epsilon": eps, "cut_layer": str(cut), "epochs": str(args.epochs)})
+                           {"epsilon": eps, "cut_layer": str(cut), "epochs": str(args.epochs)}, seed)
             record(name, run_job(work, name, job))
-    for other in sorted(work.glob("results*.json")):
-        results = {**json.loads(other.read_text()), **results}
+
+
+def print_tables(results: dict[str, dict[str, Any]]) -> None:
+    """Every run, then (when some ran at several seeds) each run's mean and spread over its seeds."""
     base = results.get("centralized", {}).get("mAP50")
     print("\n| run | mAP50 | mAP50-95 | vs centralized mAP50 | seconds |\n|---|---|---|---|---|")
     for name, value in results.items():
         ratio = f"{value['mAP50'] / base:.2f}" if base else "-"
         print(f"| {name} | {value['mAP50']:.3f} | {value['mAP50-95']:.3f} | {ratio} | "
               f"{value.get('wall_s', value.get('train_s'))} |")
-
+    groups: dict[str, list[float]] = {}
+    for name, value in results.items():
+        groups.setdefault(re.sub(r"-s\d+$", "", name), []).append(value["mAP50"])
+    if all(len(values) == 1 for values in groups.values()):
+        return
+    centre = statistics.mean(groups["centralized"]) if "centralized" in groups else None
+    print("\n| run | seeds | mAP50 mean | min - max | vs centralized mean |\n|---|---|---|---|---|")
+    for name, values in groups.items():
+        ratio = f"{statistics.mean(values) / centre:.2f}" if centre else "-"
+        print(f"| {name} | {len(values)} | {statistics.mean(values):.3f} | {min(values):.3f} - {max(values):.3f} "
+              f"| {ratio} |")
 
 if __name__ == "__main__":
     main()
